@@ -1,0 +1,132 @@
+"""The partition actor: one RayDP Spark session, reused for many partitions.
+
+Each actor pays the Spark start-up once (~15 s) and then applies partitions one after
+another. An attempt first looks for a commit of the same partition and the same
+entries (digest) in the target's snapshot history: if one exists the work is already in
+the table and is not redone. That is what makes an actor killed after its commit, or a
+driver killed before it recorded the result, safe to retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from datetime import datetime, timezone
+from typing import Any, Mapping, Sequence
+
+from backfill.config import Config
+from backfill.identifiers import month_literal, quote_table, string_literal
+from backfill.merge_sql import mark_staging_sql, matched_rows_sql, merge_sql, staging_source_sql
+from backfill.plan import PartitionTask
+from backfill.results import CommitStats, PartitionOutcome
+from backfill.retry import is_transient
+
+log = logging.getLogger(__name__)
+
+#: Snapshot summary keys written with every partition commit.
+KEY_PARTITION = "backfill.partition"
+KEY_DIGEST = "backfill.digest"
+KEY_RUN = "backfill.run-id"
+KEY_IDS = "backfill.ids"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class PartitionWorker:
+    """Applies partitions with its own Spark session. Wrapped as a Ray actor by the driver."""
+
+    def __init__(self, cfg: Config, catalog_spark_conf: Mapping[str, str], name: str) -> None:
+        from cluster.jars import iceberg_runtime_jar
+        from cluster.spark_session import spark_conf, start_spark
+
+        self.cfg = cfg
+        self.name = name
+        jar = iceberg_runtime_jar(cfg.spark.iceberg_jar)
+        conf = dict(catalog_spark_conf)
+        # Several JVMs commit to the same tables: never serve stale table metadata.
+        conf.setdefault(f"spark.sql.catalog.{cfg.catalog.name}.cache-enabled", "false")
+        self.spark = start_spark(name, spark_conf(conf, cfg.spark, jar), cfg.spark)
+        self.node = socket.gethostname()
+        self._target = quote_table(cfg.table_parts("target"))
+
+    # ------------------------------------------------------------------ helpers
+
+    def ping(self) -> dict[str, Any]:
+        """Identity of this worker (pid, node) — used by tests and the driver's logs."""
+        return {"name": self.name, "pid": os.getpid(), "node": self.node}
+
+    def sql(self, query: str) -> list[tuple]:
+        """Run a query and return plain tuples (tests, verify)."""
+        return [tuple(r) for r in self.spark.sql(query).collect()]
+
+    def _find_commit(self, where: str) -> tuple[int, dict[str, str]] | None:
+        rows = self.spark.sql(
+            f"SELECT snapshot_id, summary FROM {self._target}.`snapshots` WHERE {where} "
+            "ORDER BY committed_at DESC LIMIT 1"
+        ).collect()
+        if not rows:
+            return None
+        return int(rows[0][0]), dict(rows[0][1] or {})
+
+    # ------------------------------------------------------------------ work
+
+    def apply(self, task: PartitionTask, backfill_ids: Sequence[str], run_id: str,
+              staging_snapshot_id: int | None, attempt: int) -> PartitionOutcome:
+        """Apply every entry of ``task`` to its partition in one MERGE; never raises."""
+        started = _now()
+        base = dict(partition=task.partition, attempt=attempt, entries=len(task.entries),
+                    started_at=started, actor=self.name, node=self.node)
+        try:
+            return self._apply(task, backfill_ids, run_id, staging_snapshot_id, base)
+        except Exception as exc:  # reported, classified and retried by the driver
+            text = f"{type(exc).__name__}: {exc}"
+            log.warning("partition %s attempt %d failed: %s", task.partition, attempt, text[:500])
+            return PartitionOutcome(status="failed", completed_at=_now(), error=text[:4000],
+                                    transient=is_transient(text), **base)
+
+    def _apply(self, task: PartitionTask, backfill_ids: Sequence[str], run_id: str,
+               staging_snapshot_id: int | None, base: dict[str, Any]) -> PartitionOutcome:
+        from cluster.spark_session import run_with_commit_properties
+
+        p_lit = month_literal(task.partition)
+        digest_lit = string_literal(task.digest)
+        done = self._find_commit(
+            f"summary['{KEY_PARTITION}'] = {p_lit} AND summary['{KEY_DIGEST}'] = {digest_lit}")
+        if done is not None:
+            snap, summary = done
+            return PartitionOutcome(status="already_committed", completed_at=_now(), snapshot_id=snap,
+                                    stats=CommitStats.from_summary(summary), **base)
+        source = staging_source_sql(self.cfg, task.partition, backfill_ids, staging_snapshot_id)
+        matched, staged_accounts = self.spark.sql(matched_rows_sql(self.cfg, task.partition, source)).collect()[0]
+        missing = int(staged_accounts) - int(matched)
+        if matched == 0:
+            return PartitionOutcome(status="noop", completed_at=_now(), missing_rows=missing, **base)
+        props = {KEY_PARTITION: task.partition, KEY_DIGEST: task.digest, KEY_RUN: run_id,
+                 KEY_IDS: ",".join(sorted(set(backfill_ids)))}
+        statement = merge_sql(self.cfg, task.partition, source)
+        t0 = time.monotonic()
+        run_with_commit_properties(self.spark, props, lambda: self.spark.sql(statement).collect())
+        log.info("partition %s merged in %.1f s", task.partition, time.monotonic() - t0)
+        found = self._find_commit(
+            f"summary['{KEY_PARTITION}'] = {p_lit} AND summary['{KEY_DIGEST}'] = {digest_lit} "
+            f"AND summary['{KEY_RUN}'] = {string_literal(run_id)}")
+        snap, summary = found if found else (None, {})
+        return PartitionOutcome(status="committed", completed_at=_now(), rows_updated=int(matched),
+                                missing_rows=missing, snapshot_id=snap,
+                                stats=CommitStats.from_summary(summary), **base)
+
+    def mark_staging(self, backfill_ids: Sequence[str], months: Sequence[str],
+                     staging_snapshot_id: int | None, status: str, error: str | None = None) -> None:
+        """Move pending staging rows of ``months`` to ``status`` in one Iceberg commit."""
+        if months:
+            self.spark.sql(mark_staging_sql(self.cfg, backfill_ids, months, staging_snapshot_id,
+                                            status, error)).collect()
+
+    def shutdown(self) -> None:
+        from cluster.spark_session import stop_spark
+
+        stop_spark()

@@ -1,0 +1,137 @@
+"""A concurrency cap over partition actors, in the manner of ``ray.util.ActorPool``.
+
+Differences that matter here: actors are created lazily (a Spark start-up is paid only
+when there is work for it), a dead actor is replaced instead of failing the run, and a
+failed attempt is put back in the queue after the retry policy's backoff, so one slow
+retry never blocks the other partitions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from backfill.plan import PartitionTask
+from backfill.results import PartitionOutcome
+from backfill.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    task: PartitionTask
+    attempt: int
+    not_before: float
+
+
+class PartitionPool:
+    """Keeps at most ``max_parallel`` partition actors busy until every task has an outcome.
+
+    Args:
+        make_actor: creates a new actor handle; called with a sequence number.
+        submit: starts ``task`` (attempt n) on an actor and returns its ObjectRef.
+        max_parallel: the cap.
+        policy: which failures to retry and how long to wait.
+        on_outcome: called with every attempt's outcome as soon as it is known (audit,
+            checkpoint, progress); it runs before the next task is scheduled.
+        should_stop: polled between waits; when True no new attempt starts.
+    """
+
+    def __init__(self, make_actor: Callable[[int], Any], submit: Callable[[Any, PartitionTask, int], Any],
+                 max_parallel: int, policy: RetryPolicy,
+                 on_outcome: Callable[[PartitionOutcome], None],
+                 should_stop: Callable[[], bool] = lambda: False) -> None:
+        self._make_actor = make_actor
+        self._submit = submit
+        self._max = max_parallel
+        self._policy = policy
+        self._on_outcome = on_outcome
+        self._should_stop = should_stop
+        self._idle: list[Any] = []          # live actors with nothing to do
+        self._live = 0                      # live actors, busy or idle
+        self._made = 0                      # actors ever created (names stay unique)
+        self.actors: list[Any] = []         # every actor still alive, for shutdown
+
+    def _take_actor(self) -> Any | None:
+        if self._idle:
+            return self._idle.pop()
+        if self._live < self._max:
+            self._made += 1
+            self._live += 1
+            actor = self._make_actor(self._made)
+            self.actors.append(actor)
+            return actor
+        return None
+
+    def _drop_actor(self, actor: Any) -> None:
+        import ray
+
+        self._live -= 1
+        if actor in self.actors:
+            self.actors.remove(actor)
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:  # already dead
+            pass
+
+    def run(self, tasks: list[PartitionTask]) -> list[PartitionOutcome]:
+        import ray
+        from ray.exceptions import RayError
+
+        queue: deque[_Pending] = deque(_Pending(t, 1, 0.0) for t in tasks)
+        active: dict[Any, tuple[Any, _Pending, datetime]] = {}
+        outcomes: list[PartitionOutcome] = []
+        while queue or active:
+            stopping = self._should_stop()
+            if stopping and not active:
+                break
+            now = time.monotonic()
+            while not stopping and queue and queue[0].not_before <= now:
+                actor = self._take_actor()
+                if actor is None:
+                    break
+                item = queue.popleft()
+                ref = self._submit(actor, item.task, item.attempt)
+                active[ref] = (actor, item, datetime.now(timezone.utc))
+            if not active:
+                # only delayed retries remain: sleep until the first is due
+                queue = deque(sorted(queue, key=lambda p: p.not_before))
+                time.sleep(max(0.0, min(1.0, queue[0].not_before - time.monotonic())))
+                continue
+            ready, _ = ray.wait(list(active), num_returns=1, timeout=0.5)
+            for ref in ready:
+                actor, item, started = active.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                    self._idle.append(actor)
+                except RayError as exc:  # the actor died (killed, OOM, node lost)
+                    self._drop_actor(actor)
+                    text = f"{type(exc).__name__}: {exc}"
+                    outcome = PartitionOutcome(
+                        partition=item.task.partition, status="failed", attempt=item.attempt,
+                        entries=len(item.task.entries), started_at=started,
+                        completed_at=datetime.now(timezone.utc), error=text[:4000], transient=True,
+                    )
+                outcomes.append(outcome)
+                self._on_outcome(outcome)
+                if not outcome.ok and self._policy.should_retry(item.attempt, outcome.transient):
+                    delay = self._policy.delay(item.attempt)
+                    log.warning("partition %s: attempt %d failed, retrying in %.1f s",
+                                item.task.partition, item.attempt, delay)
+                    queue.append(_Pending(item.task, item.attempt + 1, time.monotonic() + delay))
+        return outcomes
+
+    def shutdown(self) -> None:
+        import ray
+
+        for actor in list(self.actors):
+            try:
+                ray.get(actor.shutdown.remote(), timeout=60)
+            except Exception:
+                pass
+            self._drop_actor(actor)

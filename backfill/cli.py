@@ -1,0 +1,183 @@
+"""Command line: ``iceberg-backfill`` / ``python -m backfill``.
+
+Every command has --help, defaults that work on the embedded demo stack, and exit codes:
+0 success; 2 bad option or config; 3 bad staged input; 4 table problem; 5 environment
+(Java, jar, catalog service); 6 partitions failed after retries (rerun to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any, Sequence
+
+from backfill.config import Config, load_config
+from backfill.errors import BackfillError
+
+log = logging.getLogger("backfill")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("configuration")
+    g.add_argument("--config", help="TOML configuration file (sections tables, catalog, spark, run)")
+    g.add_argument("--warehouse", help="warehouse folder of the embedded catalog (default ./warehouse)")
+    g.add_argument("--catalog-type", help="embedded (default), hive, rest, glue, jdbc, hadoop, ...")
+    g.add_argument("--catalog-uri", help="catalog URI (thrift://..., http://...) for non-embedded catalogs")
+    g.add_argument("--catalog-name", help="Spark catalog name (default demo)")
+    g.add_argument("--target-table", help="history table, [catalog.]namespace.table (default db.accounts_history)")
+    g.add_argument("--window", type=int, help="history length W in months (default 36)")
+    g.add_argument("--buckets", type=int, help="bucket count of the account column (default 64)")
+    g.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="logging level (default INFO)")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    props = {"uri": args.catalog_uri} if getattr(args, "catalog_uri", None) else None
+    cfg = load_config(
+        args.config,
+        catalog__warehouse=args.warehouse,
+        catalog__type=args.catalog_type,
+        catalog__name=args.catalog_name,
+        tables__target_table=args.target_table,
+        tables__window=args.window,
+        tables__buckets=args.buckets,
+        run__max_parallel=getattr(args, "max_parallel", None),
+        run__retries=getattr(args, "retries", None),
+        run__order=getattr(args, "order", None),
+        run__ray_address=getattr(args, "ray_address", None),
+        spark__iceberg_jar=getattr(args, "iceberg_jar", None),
+    )
+    if props:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, catalog=dataclasses.replace(
+            cfg.catalog, properties={**cfg.catalog.properties, **props}))
+    return cfg.validated()
+
+
+def _catalog(cfg: Config) -> tuple[Any, Any]:
+    from cluster.catalog import load_pyiceberg_catalog, resolve_catalog
+
+    resolved = resolve_catalog(cfg.catalog)
+    return resolved, load_pyiceberg_catalog(resolved)
+
+
+# ------------------------------------------------------------------------ commands
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from backfill.sample_data import SampleSpec
+    from backfill.setup import setup_tables
+
+    cfg = _config(args)
+    _, catalog = _catalog(cfg)
+    sample = None
+    if args.sample_data:
+        sample = SampleSpec(accounts=args.accounts, months=args.months, first_month=args.first_month,
+                            staged_accounts=args.staged_accounts, backfill_id=args.backfill_id,
+                            seed=args.seed)
+    for line in setup_tables(catalog, cfg, sample).lines():
+        print(line)
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from backfill.driver import execute, prepare
+
+    cfg = _config(args)
+    resolved, catalog = _catalog(cfg)
+    prepared = prepare(cfg, catalog, args.backfill_id, args.backfill_month, args.resume_from)
+    plan = prepared.plan
+    print(f"plan: {len(plan.tasks)} partition(s) for {len(plan.entries)} entries "
+          f"({len(prepared.already_committed)} already committed), "
+          f"{len(plan.rejected)} entries rejected, max parallel {cfg.run.max_parallel}")
+    if args.dry_run:
+        for t in plan.tasks:
+            print(f"  {t.partition}: {len(t.entries)} entries, {t.accounts} accounts, months {t.first_month}..{t.months[-1]}")
+        return 0
+    result = execute(prepared, resolved, catalog, progress=print)
+    for line in result.summary_lines():
+        print(line)
+    if not result.succeeded:
+        print(f"error: {len(result.failed_partitions)} partition(s) failed after retries; "
+              "rerun the same command to resume", file=sys.stderr)
+        return 6
+    return 0
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from cluster.metastore import EmbeddedMetastore
+
+    cfg = _config(args)
+    if cfg.catalog.type != "embedded":
+        print(f"catalog type {cfg.catalog.type!r} is not managed by this tool", file=sys.stderr)
+        return 2
+    ms = EmbeddedMetastore(cfg.catalog.warehouse_path)
+    if args.action == "start":
+        print(ms.start())
+    elif args.action == "stop":
+        ms.stop()
+        print("stopped")
+    else:
+        print(f"running at {ms.uri}" if ms.is_running() else "not running")
+    return 0
+
+
+# ------------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iceberg-backfill",
+        description="Backfill late or corrected monthly values into rolling history arrays of an "
+                    "Iceberg table, one partition MERGE per Ray actor.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("setup", help="create target, staging and audit tables (optionally with sample data)")
+    _common(p)
+    p.add_argument("--sample-data", action="store_true", help="fill an empty target and stage sample entries")
+    p.add_argument("--accounts", type=int, default=200, help="sample accounts (default 200)")
+    p.add_argument("--months", type=int, default=24, help="sample months (default 24)")
+    p.add_argument("--first-month", default="2022-01", help="first sample month (default 2022-01)")
+    p.add_argument("--staged-accounts", type=int, default=40, help="accounts with staged entries (default 40)")
+    p.add_argument("--backfill-id", default="bf-demo-001", help="backfill id of the sample entries")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.set_defaults(func=cmd_setup)
+
+    p = sub.add_parser("backfill", help="apply pending staged entries to the target table")
+    _common(p)
+    p.add_argument("--backfill-id", action="append", required=True,
+                   help="backfill id to apply; repeat to consolidate several backfills into one run")
+    p.add_argument("--backfill-month", help="only entries of this month (YYYY-MM)")
+    p.add_argument("--resume-from", help="skip target partitions before this month (YYYY-MM)")
+    p.add_argument("--max-parallel", type=int, help="partition actors at once (default 1)")
+    p.add_argument("--retries", type=int, help="extra attempts per partition on transient failure (default 3)")
+    p.add_argument("--order", choices=["newest", "oldest"], help="partition order (default newest)")
+    p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local instance)")
+    p.add_argument("--iceberg-jar", help="path to iceberg-spark-runtime-3.5_2.12 jar (default: bundled)")
+    p.add_argument("--method", choices=["merge"], default="merge", help="execution method (default merge)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit without writing")
+    p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("catalog", help="start, stop or check the embedded catalog service")
+    _common(p)
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.set_defaults(func=cmd_catalog)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except BackfillError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,287 @@
+"""Typed configuration: what to backfill, where the catalog is, how Spark and Ray run.
+
+Configuration is validated once, on the driver, then shipped to actors as plain data
+(frozen dataclasses pickle cleanly). It loads from a TOML file and the command line
+overrides single fields. Catalog properties pass through unchanged to both Spark
+(``spark.sql.catalog.<name>.<key>``) and pyiceberg (``load_catalog(name, **props)``),
+so any catalog Iceberg supports can be used; ``spark_properties`` and
+``pyiceberg_properties`` add keys for one side only where the two spell them differently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from backfill.errors import ConfigError
+from backfill.identifiers import check_identifier, split_table_name
+
+_SEED_VALUE_COLUMNS = (
+    "balance", "payment", "credit_limit", "available_credit", "past_due",
+    "min_payment_due", "interest_charged", "fees_charged", "purchases", "cash_advances",
+    "returns", "principal_paid", "interest_paid", "late_fee", "overlimit_amount",
+    "statement_balance", "high_balance", "charge_off_amount", "recovery_amount",
+    "collateral_value",
+)
+
+#: Catalog kinds whose commits are not atomic across processes on a local file system.
+NON_ATOMIC_CATALOG_TYPES = frozenset({"hadoop"})
+
+#: Property keys whose values are secrets: never logged, audited or printed.
+SECRET_KEY_MARKERS = ("password", "secret", "token", "credential", "key")
+
+
+@dataclass(frozen=True)
+class HistoryColumn:
+    """One history array in the target and the staging column that feeds it."""
+
+    array_column: str
+    value_column: str
+
+
+DEFAULT_HISTORY_COLUMNS: tuple[HistoryColumn, ...] = tuple(
+    HistoryColumn(f"{name}_history", name) for name in _SEED_VALUE_COLUMNS
+)
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    """Names and shape of the target, staging and audit tables.
+
+    Table names are ``namespace.table`` (the Spark catalog name is added) or
+    ``catalog.namespace.table`` with the configured catalog's name.
+    """
+
+    target_table: str = "db.accounts_history"
+    staging_table: str = "db.backfill_staging"
+    audit_table: str = "db.backfill_audit"
+    account_column: str = "acct"
+    month_column: str = "month_partition"
+    history_columns: tuple[HistoryColumn, ...] = DEFAULT_HISTORY_COLUMNS
+    window: int = 36
+    buckets: int = 64
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    """Where the Iceberg catalog lives.
+
+    ``type = "embedded"`` (the default) runs a Hive metastore from pyspark's jars with
+    Derby under ``warehouse``; any other type is passed to Spark and pyiceberg as is.
+    """
+
+    name: str = "demo"
+    type: str = "embedded"
+    warehouse: str = "./warehouse"
+    properties: Mapping[str, str] = field(default_factory=dict)
+    spark_properties: Mapping[str, str] = field(default_factory=dict)
+    pyiceberg_properties: Mapping[str, str] = field(default_factory=dict)
+    #: Accept a catalog without atomic commits by running one partition at a time.
+    allow_unsafe_serial: bool = False
+
+    @property
+    def warehouse_path(self) -> Path:
+        """Absolute local path of the warehouse (embedded and hadoop catalogs)."""
+        w = self.warehouse
+        if w.startswith("file:"):
+            w = w[len("file:"):].lstrip("/")
+            w = "/" + w
+        return Path(w).expanduser().resolve()
+
+    def redacted_properties(self) -> dict[str, str]:
+        """Properties with secret values replaced, for logs, reports and errors."""
+        return {k: ("***" if is_secret_key(k) else v) for k, v in self.properties.items()}
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    """Shape of each partition actor's RayDP Spark session."""
+
+    num_executors: int = 1
+    executor_cores: int = 1
+    executor_memory: str = "1g"
+    #: Path to an iceberg-spark-runtime-3.5_2.12 jar; default: the one from the pinned wheel.
+    iceberg_jar: str | None = None
+    conf: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How the driver schedules partitions."""
+
+    max_parallel: int = 1
+    retries: int = 3
+    retry_backoff_seconds: float = 2.0
+    order: str = "newest"
+    ray_address: str | None = None
+    actor_cpus: float = 1.0
+    checkpoint_namespace: str = "iceberg_backfill"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything one invocation needs."""
+
+    tables: TableConfig = field(default_factory=TableConfig)
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def table_parts(self, which: str) -> tuple[str, str, str]:
+        """(catalog, namespace, table) of ``which`` in {'target', 'staging', 'audit'}."""
+        return qualify(getattr(self.tables, f"{which}_table"), self.catalog.name, f"{which} table")
+
+    def validated(self) -> "Config":
+        """Return self after checking every field; raises ConfigError naming the field."""
+        validate(self)
+        return self
+
+
+def is_secret_key(key: str) -> bool:
+    """True for catalog property keys whose values must never be shown."""
+    lowered = key.lower()
+    return any(marker in lowered for marker in SECRET_KEY_MARKERS)
+
+
+def qualify(name: str, catalog: str, what: str) -> tuple[str, str, str]:
+    """Validated (catalog, namespace, table) for a 2- or 3-part table name."""
+    parts = split_table_name(name, what)
+    if len(parts) == 2:
+        return (catalog, parts[0], parts[1])
+    if parts[0] != catalog:
+        raise ConfigError(
+            f"{what} {name!r} names catalog {parts[0]!r} but the configured catalog is {catalog!r}"
+        )
+    return (parts[0], parts[1], parts[2])
+
+
+def validate(cfg: Config) -> None:
+    """Check every field of ``cfg``; raises ConfigError naming the first bad one."""
+    t = cfg.tables
+    check_identifier(cfg.catalog.name, "catalog name")
+    for which in ("target", "staging", "audit"):
+        cfg.table_parts(which)
+    check_identifier(t.account_column, "account column")
+    check_identifier(t.month_column, "month column")
+    if not t.history_columns:
+        raise ConfigError("at least one history column must be configured")
+    seen: set[str] = set()
+    for hc in t.history_columns:
+        check_identifier(hc.array_column, "history array column")
+        check_identifier(hc.value_column, "staging value column")
+        for name in (hc.array_column.lower(), "v:" + hc.value_column.lower()):
+            if name in seen:
+                raise ConfigError(f"history column {name.removeprefix('v:')!r} is configured twice")
+            seen.add(name)
+    reserved = {t.account_column.lower(), t.month_column.lower()}
+    if any(hc.array_column.lower() in reserved for hc in t.history_columns):
+        raise ConfigError("a history array column cannot also be the account or month column")
+    staging_fixed = {"backfill_id", "acct", "backfill_month", "created_at", "status",
+                     "processed_at", "error"}
+    clash = [hc.value_column for hc in t.history_columns if hc.value_column.lower() in staging_fixed]
+    if clash:
+        raise ConfigError(f"staging value column(s) {clash} clash with staging bookkeeping columns")
+    if not 1 <= t.window <= 1200:
+        raise ConfigError(f"window must be between 1 and 1200 months, got {t.window}")
+    if not 1 <= t.buckets <= 100_000:
+        raise ConfigError(f"buckets must be between 1 and 100000, got {t.buckets}")
+    r = cfg.run
+    if r.max_parallel < 1:
+        raise ConfigError(f"max_parallel must be at least 1, got {r.max_parallel}")
+    if r.retries < 0:
+        raise ConfigError(f"retries must be 0 or more, got {r.retries}")
+    if r.order not in ("newest", "oldest"):
+        raise ConfigError(f"order must be 'newest' or 'oldest', got {r.order!r}")
+    if r.actor_cpus <= 0:
+        raise ConfigError(f"actor_cpus must be positive, got {r.actor_cpus}")
+    s = cfg.spark
+    if s.num_executors < 1 or s.executor_cores < 1:
+        raise ConfigError("spark num_executors and executor_cores must be at least 1")
+    if cfg.catalog.type in NON_ATOMIC_CATALOG_TYPES and r.max_parallel > 1:
+        from backfill.errors import CatalogUnsafeError
+
+        raise CatalogUnsafeError(
+            f"catalog type {cfg.catalog.type!r} has no atomic commits across processes: "
+            f"--max-parallel {r.max_parallel} could lose commits. Use a Hive metastore, REST, "
+            "Glue or JDBC catalog, or run with --max-parallel 1"
+        )
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in [{where}]; known: {sorted(names)}")
+    return cls(**data)
+
+
+def config_from_mapping(data: Mapping[str, Any]) -> Config:
+    """Build a Config from parsed TOML (sections tables, catalog, spark, run)."""
+    unknown = sorted(set(data) - {"tables", "catalog", "spark", "run"})
+    if unknown:
+        raise ConfigError(f"unknown section(s) {unknown}; known: catalog, run, spark, tables")
+    tables = dict(data.get("tables", {}))
+    if "history_columns" in tables:
+        cols = []
+        for item in tables["history_columns"]:
+            if isinstance(item, Mapping):
+                cols.append(_build(HistoryColumn, item, "tables.history_columns"))
+            elif isinstance(item, (list, tuple)) and len(item) == 2:
+                cols.append(HistoryColumn(str(item[0]), str(item[1])))
+            else:
+                raise ConfigError(
+                    f"history column {item!r} must be [array_column, value_column] or a table "
+                    "with array_column and value_column"
+                )
+        tables["history_columns"] = tuple(cols)
+    return Config(
+        tables=_build(TableConfig, tables, "tables"),
+        catalog=_build(CatalogConfig, dict(data.get("catalog", {})), "catalog"),
+        spark=_build(SparkConfig, dict(data.get("spark", {})), "spark"),
+        run=_build(RunConfig, dict(data.get("run", {})), "run"),
+    )
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
+    """Load TOML from ``path`` (optional) and apply ``section__field=value`` overrides.
+
+    Overrides whose value is None are ignored so that unset command-line options keep
+    the file's (or the default) value.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} does not exist")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+    cfg = config_from_mapping(data)
+    return with_overrides(cfg, **overrides)
+
+
+def with_overrides(cfg: Config, **overrides: Any) -> Config:
+    """Copy of ``cfg`` with ``section__field=value`` replaced (None values skipped)."""
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        section, _, name = key.partition("__")
+        if not name or section not in ("tables", "catalog", "spark", "run"):
+            raise ConfigError(f"override {key!r} must look like 'section__field'")
+        sections.setdefault(section, {})[name] = value
+    for section, values in sections.items():
+        current = getattr(cfg, section)
+        known = {f.name for f in dataclasses.fields(current)}
+        bad = sorted(set(values) - known)
+        if bad:
+            raise ConfigError(f"unknown option(s) {bad} for [{section}]")
+        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(current, **values)})
+    return cfg

@@ -1,0 +1,227 @@
+"""The Ray driver: validates, plans, schedules partition actors and records progress.
+
+Order of a run, and why:
+1. Everything that can reject the run (config, tables, staged rows, plan) is checked
+   before any table is written, so bad input never leaves a half-applied backfill.
+2. Partitions whose exact work (same partition, same entries digest) is already
+   committed are found in the target's snapshot summaries and not redone.
+3. Partition actors apply the rest under the concurrency cap; each attempt is appended
+   to the audit table as soon as it ends.
+4. Staging rows move to 'applied' only when every partition covering their month is
+   committed; entries whose window holds no partition are 'rejected' with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Sequence
+
+from backfill import tables
+from backfill.audit import AuditWriter
+from backfill.config import Config
+from backfill.entries import validate_rows
+from backfill.errors import InputError
+from backfill.identifiers import check_backfill_id
+from backfill.months import is_month
+from backfill.plan import Plan, PartitionTask, plan_run
+from backfill.results import CommitStats, PartitionOutcome, RunResult
+from backfill.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """Everything decided before the first write."""
+
+    cfg: Config
+    backfill_ids: tuple[str, ...]
+    run_id: str
+    plan: Plan
+    staging_snapshot_id: int | None
+    already_committed: dict[str, int]  # partition -> snapshot id
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("run-%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def prepare(cfg: Config, catalog: Any, backfill_ids: Sequence[str], backfill_month: str | None = None,
+            resume_from: str | None = None, run_id: str | None = None) -> PreparedRun:
+    """Validate input and plan the run; raises a BackfillError and writes nothing on bad input."""
+    cfg.validated()
+    if not backfill_ids:
+        raise InputError("at least one backfill id is required (--backfill-id)")
+    ids = tuple(sorted({check_backfill_id(b) for b in backfill_ids}))
+    if backfill_month is not None and not is_month(backfill_month):
+        raise InputError(f"--backfill-month {backfill_month!r} is not a month of the form 'YYYY-MM'")
+    target = tables.load(catalog, cfg, "target")
+    staging = tables.load(catalog, cfg, "staging")
+    tables.load(catalog, cfg, "audit")
+    read = tables.read_pending(staging, ids, backfill_month)
+    if not read.rows:
+        month_note = f" for month {backfill_month}" if backfill_month else ""
+        raise InputError(f"backfill id(s) {', '.join(ids)} have no pending rows in "
+                         f"{tables.display_name(cfg, 'staging')}{month_note}; nothing to do")
+    value_columns = [hc.value_column for hc in cfg.tables.history_columns]
+    entries = validate_rows(read.rows, value_columns)
+    parts = tables.partitions(target, cfg.tables.month_column)
+    plan = plan_run(entries, parts, cfg.tables.window, cfg.run.order, resume_from)
+    if not plan.tasks and not plan.skipped_by_resume:
+        reasons = "; ".join(f"acct={r.entry.acct} month={r.entry.month}: {r.reason}"
+                            for r in plan.rejected[:5])
+        raise InputError(f"no pending entry of {', '.join(ids)} touches an existing partition of "
+                         f"{tables.display_name(cfg, 'target')}; nothing was written ({reasons})")
+    committed = tables.committed_digests(target)
+    already = {t.partition: committed[(t.partition, t.digest)] for t in plan.tasks
+               if (t.partition, t.digest) in committed}
+    return PreparedRun(cfg, ids, run_id or new_run_id(), plan, read.snapshot_id, already)
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT (``ray job stop``): stop scheduling, keep what is durable."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        log.warning("signal %d received: no new partition will start; rerun to resume", signum)
+        self.event.set()
+
+
+def _ensure_ray(cfg: Config) -> None:
+    import os
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        s = cfg.spark
+        per_session = cfg.run.actor_cpus + s.num_executors * s.executor_cores + 1
+        cpus = max(os.cpu_count() or 2, int(cfg.run.max_parallel * per_session) + 1)
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+
+
+def execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
+            progress: Callable[[str], None] | None = None) -> RunResult:
+    """Run the prepared plan on Ray partition actors; returns the run's result."""
+    import ray
+
+    from actors.partition_actor import PartitionWorker
+    from actors.pool import PartitionPool
+    from cluster.jars import iceberg_runtime_jar
+
+    cfg, plan = prepared.cfg, prepared.plan
+    iceberg_runtime_jar(cfg.spark.iceberg_jar)  # fail fast, before any actor starts
+    _ensure_ray(cfg)
+    t0 = time.monotonic()
+    audit = AuditWriter(tables.load(catalog, cfg, "audit"))
+    outcomes: list[PartitionOutcome] = []
+    say = progress or (lambda line: log.info(line))
+    total = len(plan.tasks)
+
+    def record(outcome: PartitionOutcome) -> None:
+        outcomes.append(outcome)
+        audit.append([outcome.audit_row(b, prepared.run_id) for b in prepared.backfill_ids])
+        done = len({o.partition for o in outcomes if o.ok})
+        elapsed = time.monotonic() - t0
+        eta = (elapsed / done * (total - done)) if done else float("nan")
+        say(f"[{done}/{total}] {outcome.partition} {outcome.status} attempt {outcome.attempt} "
+            f"rows {outcome.rows_updated} in {outcome.duration_seconds:.1f} s; "
+            f"elapsed {elapsed:.0f} s, ETA {eta:.0f} s"
+            + (f"; error: {outcome.error.splitlines()[0][:200]}" if outcome.error else ""))
+
+    now = datetime.now(timezone.utc)
+    to_run: list[PartitionTask] = []
+    for task in plan.tasks:
+        snap = prepared.already_committed.get(task.partition)
+        if snap is None:
+            to_run.append(task)
+        else:
+            record(PartitionOutcome(partition=task.partition, status="already_committed", attempt=0,
+                                    entries=len(task.entries), started_at=now, completed_at=now,
+                                    snapshot_id=snap, stats=CommitStats()))
+
+    spark_conf = resolved_catalog.spark_conf()
+    remote_cls = ray.remote(PartitionWorker).options(num_cpus=cfg.run.actor_cpus, max_restarts=0,
+                                                   max_concurrency=1)
+
+    def make_actor(n: int) -> Any:
+        return remote_cls.remote(cfg, spark_conf, f"backfill-{prepared.run_id}-a{n}")
+
+    def submit(actor: Any, task: PartitionTask, attempt: int) -> Any:
+        return actor.apply.remote(task, list(prepared.backfill_ids), prepared.run_id,
+                                  prepared.staging_snapshot_id, attempt)
+
+    stop = _StopFlag()
+    stop.install()
+    policy = RetryPolicy(cfg.run.retries, cfg.run.retry_backoff_seconds)
+    pool = PartitionPool(make_actor, submit, cfg.run.max_parallel, policy, record, stop.event.is_set)
+    applied = rejected = 0
+    try:
+        pool.run(to_run)
+        final = {o.partition: o for o in outcomes}
+        ok = {p for p, o in final.items() if o.ok}
+        applied, rejected = _mark_staging(prepared, ok, pool)
+    finally:
+        pool.shutdown()
+    notes = list(plan.notes)
+    if stop.event.is_set():
+        notes.append("stopped by signal before every partition ran; rerun the same command to resume")
+    return RunResult(prepared.run_id, prepared.backfill_ids, len(plan.tasks), tuple(outcomes),
+                     applied, rejected, plan.skipped_by_resume, time.monotonic() - t0, tuple(notes))
+
+
+def _mark_staging(prepared: PreparedRun, ok_partitions: set[str], pool: Any) -> tuple[int, int]:
+    """Mark entries applied when all their planned partitions are committed; mark rejections."""
+    import ray
+
+    plan = prepared.plan
+    by_month: dict[str, list] = {}
+    for e in plan.entries:
+        by_month.setdefault(e.month, []).append(e)
+    rejected_months = {r.entry.month: r.reason for r in plan.rejected}
+    done_months = [m for m, es in by_month.items() if m not in rejected_months
+                   and all(p in ok_partitions for p in plan.partitions_of(es[0]))]
+    if not done_months and not rejected_months:
+        return 0, 0
+    actor = pool._take_actor()
+    calls = []
+    if done_months:
+        calls.append(actor.mark_staging.remote(list(prepared.backfill_ids), done_months,
+                                               prepared.staging_snapshot_id, "applied"))
+    for month, reason in rejected_months.items():
+        calls.append(actor.mark_staging.remote(list(prepared.backfill_ids), [month],
+                                               prepared.staging_snapshot_id, "rejected", reason))
+    ray.get(calls)
+    pool._idle.append(actor)
+    applied = sum(len(by_month[m]) for m in done_months)
+    rejected = sum(len(by_month[m]) for m in rejected_months)
+    return applied, rejected
+
+
+def run_backfill(cfg: Config, backfill_ids: Sequence[str], backfill_month: str | None = None,
+                 resume_from: str | None = None, progress: Callable[[str], None] | None = None) -> RunResult:
+    """Python API: validate, plan and run a backfill end to end."""
+    from cluster.catalog import load_pyiceberg_catalog, resolve_catalog
+
+    resolved = resolve_catalog(cfg.catalog)
+    catalog = load_pyiceberg_catalog(resolved)
+    prepared = prepare(cfg, catalog, backfill_ids, backfill_month, resume_from)
+    return execute(prepared, resolved, catalog, progress)

@@ -1,0 +1,167 @@
+"""SQL for one partition's MERGE INTO, generated from validated configuration.
+
+Why a map per column: the entries of every staged month that falls in the partition's
+window are folded into one ``map<offset, value>`` per account and history column, so
+one MERGE applies all months at once, each at its own offset. The new array is built
+element by element (``transform`` over ``sequence``), which pads a NULL or short array
+with NULLs up to the offset and never moves another element. The naive
+``concat(slice, array(v), slice)`` splice puts the value at the wrong index when the
+array is shorter than the offset; that is not done here.
+
+Every identifier goes through :mod:`backfill.identifiers` and every literal is either
+a validated month, a validated backfill id or an integer.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from backfill.config import Config, HistoryColumn
+from backfill.identifiers import (check_backfill_id, int_literal, month_literal, quote_identifier,
+                                  quote_table, string_literal)
+from backfill.months import add_months, parse_month
+
+_MAP_SUFFIX = "__updates"
+
+
+def _q(name: str) -> str:
+    return quote_identifier(name)
+
+
+def staging_source_sql(
+    cfg: Config,
+    partition: str,
+    backfill_ids: Sequence[str],
+    staging_snapshot_id: int | None = None,
+) -> str:
+    """Per-account updates for ``partition``: one ``map<int, decimal>`` per history column.
+
+    Only pending rows of the given backfill ids whose month lies in the partition's
+    window are read; ``staging_snapshot_id`` pins the staging snapshot the driver
+    validated, so the MERGE applies exactly the validated rows.
+    """
+    window = cfg.tables.window
+    first = add_months(partition, -(window - 1))
+    p_index = parse_month(partition)
+    ids = ", ".join(string_literal(check_backfill_id(b)) for b in sorted(set(backfill_ids)))
+    if not ids:
+        raise ValueError("at least one backfill id is needed")
+    staging = quote_table(cfg.table_parts("staging"))
+    if staging_snapshot_id is not None:
+        staging += f" VERSION AS OF {int_literal(staging_snapshot_id, 'staging snapshot id')}"
+    # month index of backfill_month, then offset k = index(P) - index(m)
+    month_index = ("(CAST(substring(s.`backfill_month`, 1, 4) AS INT) * 12 "
+                   "+ CAST(substring(s.`backfill_month`, 6, 2) AS INT) - 1)")
+    offset = f"({int_literal(p_index)} - {month_index})"
+    maps = []
+    for hc in cfg.tables.history_columns:
+        v = f"s.{_q(hc.value_column)}"
+        maps.append(
+            f"    map_from_entries(collect_list(CASE WHEN {v} IS NOT NULL "
+            f"THEN struct({offset} AS k, {v} AS v) END)) AS {_q(hc.array_column + _MAP_SUFFIX)}"
+        )
+    return (
+        "SELECT\n"
+        f"    s.`acct` AS {_q(cfg.tables.account_column)},\n"
+        + ",\n".join(maps) + "\n"
+        f"  FROM {staging} s\n"
+        f"  WHERE s.`backfill_id` IN ({ids})\n"
+        "    AND s.`status` = 'pending'\n"
+        f"    AND s.`backfill_month` BETWEEN {month_literal(first)} AND {month_literal(partition)}\n"
+        "  GROUP BY s.`acct`"
+    )
+
+
+def updated_array_sql(hc: HistoryColumn, target_alias: str = "t", source_alias: str = "s") -> str:
+    """Expression for the new value of one history array.
+
+    With updates map ``u`` and current array ``h``: if ``u`` is empty the array is left
+    exactly as it is (a NULL array stays NULL); otherwise the result has length
+    ``max(len(h), max(k) + 1)`` and element i is ``u[i]`` when staged, else ``h[i]``
+    (NULL past the end of ``h``). Offsets are below the window, so an array never grows
+    past W, and an array already longer than W is never made longer.
+    """
+    h = f"{target_alias}.{_q(hc.array_column)}"
+    u = f"{source_alias}.{_q(hc.array_column + _MAP_SUFFIX)}"
+    length = f"greatest(CASE WHEN {h} IS NULL THEN 0 ELSE size({h}) END, array_max(map_keys({u})) + 1)"
+    return (
+        f"CASE WHEN {u} IS NULL OR cardinality({u}) = 0 THEN {h}\n"
+        f"         ELSE transform(sequence(0, {length} - 1),\n"
+        f"                        i -> CASE WHEN map_contains_key({u}, i) THEN {u}[i] ELSE get({h}, i) END)\n"
+        "       END"
+    )
+
+
+def merge_sql(cfg: Config, partition: str, source_sql: str) -> str:
+    """MERGE INTO the target for one partition, pinned to the partition literal.
+
+    Pinning ``t.month = 'P'`` in the ON clause lets Iceberg prune to that partition and
+    keeps the commit's conflict filter to that partition, so parallel partition MERGEs
+    do not conflict with each other. Only matched rows are updated; missing rows are
+    never created.
+    """
+    t = cfg.tables
+    target = quote_table(cfg.table_parts("target"))
+    acct = _q(t.account_column)
+    sets = ",\n".join(f"    t.{_q(hc.array_column)} = {updated_array_sql(hc)}" for hc in t.history_columns)
+    return (
+        f"MERGE INTO {target} t\n"
+        f"USING (\n  {source_sql}\n) s\n"
+        f"ON t.{_q(t.month_column)} = {month_literal(partition)} AND t.{acct} = s.{acct}\n"
+        "WHEN MATCHED THEN UPDATE SET\n"
+        f"{sets}"
+    )
+
+
+def matched_rows_sql(cfg: Config, partition: str, source_sql: str) -> str:
+    """Count of target rows in ``partition`` that have updates (the rows the MERGE rewrites)."""
+    t = cfg.tables
+    target = quote_table(cfg.table_parts("target"))
+    acct = _q(t.account_column)
+    return (
+        f"SELECT count(*) AS matched, (SELECT count(*) FROM ({source_sql}) x) AS staged_accounts\n"
+        f"FROM {target} t\n"
+        f"WHERE t.{_q(t.month_column)} = {month_literal(partition)}\n"
+        f"  AND t.{acct} IN (SELECT {acct} FROM ({source_sql}) s)"
+    )
+
+
+def mark_staging_sql(
+    cfg: Config,
+    backfill_ids: Sequence[str],
+    months: Sequence[str],
+    staging_snapshot_id: int | None,
+    status: str,
+    error: str | None = None,
+) -> str:
+    """Move pending staging rows of the given months to ``status`` (applied or rejected).
+
+    The rows are matched against the pinned staging snapshot, so a row staged after the
+    run was planned is never marked by it.
+    """
+    if status not in ("applied", "rejected"):
+        raise ValueError(f"status must be applied or rejected, got {status!r}")
+    staging = quote_table(cfg.table_parts("staging"))
+    pinned = staging
+    if staging_snapshot_id is not None:
+        pinned += f" VERSION AS OF {int_literal(staging_snapshot_id, 'staging snapshot id')}"
+    ids = ", ".join(string_literal(check_backfill_id(b)) for b in sorted(set(backfill_ids)))
+    ms = ", ".join(month_literal(m) for m in sorted(set(months)))
+    err = "CAST(NULL AS STRING)" if error is None else _error_literal(error)
+    return (
+        f"MERGE INTO {staging} st\n"
+        "USING (\n"
+        f"  SELECT DISTINCT `backfill_id`, `acct`, `backfill_month` FROM {pinned}\n"
+        f"  WHERE `status` = 'pending' AND `backfill_id` IN ({ids}) AND `backfill_month` IN ({ms})\n"
+        ") p\n"
+        "ON st.`backfill_id` = p.`backfill_id` AND st.`acct` = p.`acct`\n"
+        "   AND st.`backfill_month` = p.`backfill_month` AND st.`status` = 'pending'\n"
+        f"WHEN MATCHED THEN UPDATE SET st.`status` = {string_literal(status)}, "
+        f"st.`processed_at` = current_timestamp(), st.`error` = {err}"
+    )
+
+
+def _error_literal(text: str) -> str:
+    """A free-text reason as a SQL literal: only a safe character set survives."""
+    safe = "".join(c if (c.isalnum() or c in " .,:;_-()/") else " " for c in text)[:500]
+    return f"'{safe}'"

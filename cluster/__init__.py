@@ -1,0 +1,1 @@
+"""Cluster plumbing: the embedded catalog service, catalog resolution, jars and RayDP fixes."""

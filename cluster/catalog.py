@@ -1,0 +1,166 @@
+"""Turn a ``CatalogConfig`` into the settings Spark and pyiceberg need to reach one catalog.
+
+Both engines must see the same catalog: Spark commits the MERGEs, pyiceberg creates
+tables and reads audits. Catalog properties therefore pass through unchanged to both
+sides (``spark.sql.catalog.<name>.<key>`` and ``load_catalog(name, **props)``), with
+per-side extras only where the two spell a setting differently. The ``embedded`` type is
+resolved here into a plain ``hive`` catalog served by :class:`EmbeddedMetastore`, so
+nothing downstream needs to know it exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+from backfill.config import CatalogConfig, is_secret_key
+from backfill.errors import EnvironmentProblem
+
+SPARK_CATALOG_CLASS = "org.apache.iceberg.spark.SparkCatalog"
+GLUE_CATALOG_IMPL = "org.apache.iceberg.aws.glue.GlueCatalog"
+#: Catalog types Iceberg's SparkCatalog understands through its ``type`` property.
+SPARK_NATIVE_TYPES = frozenset({"hive", "rest", "hadoop", "jdbc", "nessie"})
+EMBEDDED = "embedded"
+#: pyiceberg needs this for a Hive 2.x metastore (the embedded one is Hive 2.3.9).
+EMBEDDED_PYICEBERG_DEFAULTS: Mapping[str, str] = {"hive.hive2-compatible": "true"}
+
+
+def _redact(props: Mapping[str, str]) -> dict[str, str]:
+    """Secret-keyed values become ``***``; so does a password inside a URL's user info."""
+    return {k: ("***" if is_secret_key(k) else _redact_url(str(v))) for k, v in props.items()}
+
+
+def _redact_url(value: str) -> str:
+    parts = urlsplit(value) if "://" in value else None
+    if parts is None or parts.password is None:
+        return value
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class ResolvedCatalog:
+    """A catalog ready to use: its name, Iceberg type and connection properties.
+
+    ``spark_extra`` and ``pyiceberg_extra`` hold keys for one engine only (the config's
+    ``spark_properties`` / ``pyiceberg_properties``); they win over ``properties``.
+    """
+
+    name: str
+    type: str
+    properties: Mapping[str, str]
+    spark_extra: Mapping[str, str] = field(default_factory=dict)
+    pyiceberg_extra: Mapping[str, str] = field(default_factory=dict)
+
+    def spark_conf(self) -> dict[str, str]:
+        """Spark settings registering this catalog as an Iceberg ``SparkCatalog``."""
+        prefix = f"spark.sql.catalog.{self.name}"
+        conf = {prefix: SPARK_CATALOG_CLASS}
+        merged = {**self.properties, **self.spark_extra}
+        # Iceberg refuses a catalog with both ``type`` and ``catalog-impl``: an explicit
+        # catalog-impl wins, and other types only pass their properties through.
+        if "catalog-impl" not in merged:
+            if self.type in SPARK_NATIVE_TYPES:
+                conf[f"{prefix}.type"] = self.type
+            elif self.type == "glue":
+                conf[f"{prefix}.catalog-impl"] = GLUE_CATALOG_IMPL
+        for key, value in merged.items():
+            conf[f"{prefix}.{key}"] = str(value)
+        return conf
+
+    def pyiceberg_properties(self) -> dict[str, str]:
+        """Keyword arguments for ``pyiceberg.catalog.load_catalog(name, **props)``.
+
+        pyiceberg spells some types differently (Iceberg's ``jdbc`` is pyiceberg's ``sql``
+        with an SQLAlchemy uri): ``pyiceberg_properties`` in the config override any key.
+        """
+        props = {"type": self.type}
+        props.update({k: str(v) for k, v in self.properties.items()})
+        props.update({k: str(v) for k, v in self.pyiceberg_extra.items()})
+        return props
+
+    @property
+    def uri(self) -> str | None:
+        """The catalog's ``uri`` property (thrift or REST endpoint), if it has one."""
+        return self.properties.get("uri")
+
+    def redacted(self) -> dict[str, Any]:
+        """Name, type and properties with secret values replaced by ``***``, for display."""
+        return {
+            "name": self.name,
+            "type": self.type,
+            "properties": _redact(self.properties),
+            "spark_properties": _redact(self.spark_extra),
+            "pyiceberg_properties": _redact(self.pyiceberg_extra),
+        }
+
+
+def resolve_catalog(cfg: CatalogConfig, start_service: bool = True) -> ResolvedCatalog:
+    """What Spark and pyiceberg need for ``cfg``; starts the embedded service if asked.
+
+    ``embedded`` becomes a ``hive`` catalog on the warehouse's :class:`EmbeddedMetastore`
+    (started, or reused if already running, when ``start_service``); other types pass
+    through, with ``warehouse`` added as a property when set and not given already.
+    """
+    if cfg.type == EMBEDDED:
+        from cluster.metastore import EmbeddedMetastore
+
+        metastore = EmbeddedMetastore(cfg.warehouse_path)
+        uri = metastore.start() if start_service else metastore.uri
+        props = {"uri": uri, "warehouse": cfg.warehouse_path.as_uri(), **cfg.properties}
+        return ResolvedCatalog(
+            name=cfg.name,
+            type="hive",
+            properties=props,
+            spark_extra=dict(cfg.spark_properties),
+            pyiceberg_extra={**EMBEDDED_PYICEBERG_DEFAULTS, **cfg.pyiceberg_properties},
+        )
+    props = dict(cfg.properties)
+    if cfg.warehouse and "warehouse" not in props:
+        props["warehouse"] = cfg.warehouse
+    return ResolvedCatalog(
+        name=cfg.name,
+        type=cfg.type,
+        properties=props,
+        spark_extra=dict(cfg.spark_properties),
+        pyiceberg_extra=dict(cfg.pyiceberg_properties),
+    )
+
+
+def load_pyiceberg_catalog(resolved: ResolvedCatalog) -> Any:
+    """A pyiceberg ``Catalog`` for ``resolved``, checked with one cheap call.
+
+    Connection failures become EnvironmentProblem naming the catalog and its (redacted)
+    URI, so the user learns which service to start instead of reading a socket trace.
+    """
+    from pyiceberg.catalog import load_catalog
+
+    props = resolved.pyiceberg_properties()
+    try:
+        catalog = load_catalog(resolved.name, **props)
+        catalog.list_namespaces()
+    except (OSError, ConnectionError) as exc:
+        raise _unreachable(resolved, exc) from exc
+    except Exception as exc:  # thrift and HTTP clients raise their own transport errors
+        if _looks_like_connection_error(exc):
+            raise _unreachable(resolved, exc) from exc
+        raise
+    return catalog
+
+
+def _looks_like_connection_error(exc: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {"TTransportException", "ConnectionError", "ConnectTimeout", "ReadTimeout"}:
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in ("connection refused", "could not connect", "timed out"))
+
+
+def _unreachable(resolved: ResolvedCatalog, exc: BaseException) -> EnvironmentProblem:
+    where = _redact(resolved.properties).get("uri", "(no uri property)")
+    return EnvironmentProblem(
+        f"cannot reach catalog {resolved.name!r} ({resolved.type}) at {where}: {exc}. Check that "
+        "the catalog service is running (the embedded one starts with "
+        "`iceberg-backfill catalog start`) and that the uri is right"
+    )

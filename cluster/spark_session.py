@@ -1,0 +1,190 @@
+"""One RayDP (Spark on Ray) session per partition actor, plus Iceberg commit tagging.
+
+Why the shape: RayDP allows one session per process, so each partition actor calls
+``start_spark`` once and ``stop_spark`` when done. Several actors of one Ray job may hold
+sessions at the same time; ``cluster.raydp_namespace`` keeps their JVM app masters apart
+and ``start_spark`` gives every session a unique app name (RayDP names its master actor
+after it). pyspark and raydp are imported inside the functions so that the domain
+package imports, and its unit tests run, without Java.
+
+``run_with_commit_properties`` is how a MERGE's Iceberg snapshot records which backfill,
+run and partition wrote it: Iceberg 1.10 on Spark 3.5 has no SQL-level snapshot
+properties, but ``CommitMetadata.withCommitProperties`` sets a thread-local that both
+write modes copy into the snapshot summary. That is what makes resume exactly-once: a
+partition whose tagged snapshot exists is already done.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+
+from backfill.config import SparkConfig
+from backfill.errors import EnvironmentProblem
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+COMMIT_METADATA_CLASS = "org.apache.iceberg.spark.CommitMetadata"
+_CATALOG_KEY = re.compile(r"spark\.sql\.catalog\.([^.]+)")
+
+#: Defaults sized for small clusters (one partition's MERGE per session); user conf wins.
+SMALL_CLUSTER_DEFAULTS: Mapping[str, str] = {
+    "spark.sql.shuffle.partitions": "8",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.sql.adaptive.coalescePartitions.enabled": "true",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+}
+
+#: RayDP's docs ask for these on Java 17. Not set by default: Spark 3.5's launcher and
+#: SparkContext.supplementJavaModuleOptions already add JavaModuleOptions to driver and
+#: executors, and Iceberg MERGE runs here pass without them.
+#: Add them (driver, executor and spark.ray.raydp_app_master.extraJavaOptions) through
+#: SparkConfig.conf if an InaccessibleObjectException ever appears.
+JAVA17_ADD_OPENS = " ".join(
+    f"--add-opens=java.base/{pkg}=ALL-UNNAMED"
+    for pkg in ("java.lang", "java.lang.invoke", "java.lang.reflect", "java.io", "java.net",
+                "java.nio", "java.util", "java.util.concurrent",
+                "java.util.concurrent.atomic", "sun.nio.ch", "sun.nio.cs", "sun.security.action",
+                "sun.util.calendar")
+)
+
+
+def spark_conf(catalog_conf: Mapping[str, str], spark: SparkConfig, jar: Path) -> dict[str, str]:
+    """Spark settings for one session: Iceberg jar and extensions, catalog, defaults, user conf.
+
+    Precedence, lowest first: small-cluster defaults (including ``cache-enabled=false``
+    for each catalog, so every query sees other sessions' commits), Iceberg jar and
+    extensions, the catalog entries, then ``spark.conf`` (the user's settings always win).
+    The jar is a local path: RayDP does not ship ``spark.jars.packages`` to executors.
+    """
+    conf: dict[str, str] = dict(SMALL_CLUSTER_DEFAULTS)
+    for catalog in _catalog_names(catalog_conf):
+        # Iceberg's SparkCatalog caches tables (30 s by default): a session would then read
+        # a stale snapshot of a table other sessions keep committing to (staging, audit).
+        conf[f"spark.sql.catalog.{catalog}.cache-enabled"] = "false"
+    conf["spark.jars"] = str(Path(jar).resolve())
+    conf["spark.sql.extensions"] = ICEBERG_EXTENSIONS
+    conf.update({str(k): str(v) for k, v in catalog_conf.items()})
+    conf.update({str(k): str(v) for k, v in spark.conf.items()})
+    return conf
+
+
+def _catalog_names(catalog_conf: Mapping[str, str]) -> list[str]:
+    """Names ``X`` of the ``spark.sql.catalog.X`` entries (the catalog implementations)."""
+    return [m.group(1) for k in catalog_conf if (m := _CATALOG_KEY.fullmatch(k))]
+
+
+def unique_app_name(app_name: str) -> str:
+    """``app_name`` made safe for actor and namespace names, plus a random suffix.
+
+    RayDP names its master actor ``<app>_SPARK_MASTER``, and the app master namespace is
+    derived from it, so two sessions must never share an app name.
+    """
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", app_name).strip("-") or "backfill"
+    return f"{base}-{uuid.uuid4().hex[:8]}"
+
+
+def start_spark(app_name: str, conf: Mapping[str, str], spark: SparkConfig) -> "SparkSession":
+    """Start this process's RayDP session (Ray must be initialised) and return it.
+
+    ``conf`` is normally ``spark_conf(...)``. Raises EnvironmentProblem when Java is missing
+    or the installed RayDP is not the tested version.
+    """
+    if shutil.which("java") is None:
+        raise EnvironmentProblem(
+            "`java` was not found on PATH: install a Java 17 runtime (e.g. openjdk-17-jre-headless)"
+        )
+    from cluster import raydp_namespace
+
+    raydp_namespace.install()
+    import raydp
+
+    name = unique_app_name(app_name)
+    started = time.monotonic()
+    session = raydp.init_spark(
+        app_name=name,
+        num_executors=spark.num_executors,
+        executor_cores=spark.executor_cores,
+        executor_memory=spark.executor_memory,
+        # Recoverable Spark->Ray dataset conversion is not used; without it the Spark
+        # driver JVM does not join Ray as well, which saves start-up time and memory.
+        fault_tolerant_mode=False,
+        configs=dict(conf),  # RayDP mutates the dict it gets
+    )
+    log.info("RayDP session %s started in %.1f s", name, time.monotonic() - started)
+    return session
+
+
+def stop_spark() -> None:
+    """Stop this process's RayDP session (Spark driver, app master, executors), if any."""
+    import raydp
+
+    raydp.stop_spark(cleanup_data=True)
+
+
+class _JavaCallable:
+    """A py4j proxy for java.util.concurrent.Callable that runs a Python function.
+
+    The result and any exception stay on the Python side: Java only sees ``None``, so
+    Python objects never cross py4j and the caller gets the original exception (for
+    example pyspark's AnalysisException with Spark's own message), not a py4j wrapper.
+    """
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._fn = fn
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def call(self) -> None:
+        try:
+            self.result = self._fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by run_with_commit_properties
+            self.error = exc
+        return None
+
+    class Java:
+        implements = ["java.util.concurrent.Callable"]
+
+
+def run_with_commit_properties(
+    spark: "SparkSession", properties: Mapping[str, str], fn: Callable[[], T]
+) -> T:
+    """Run ``fn`` (which runs Spark SQL) so its Iceberg commits carry ``properties``.
+
+    ``fn`` runs on the calling thread via a py4j callback inside
+    ``CommitMetadata.withCommitProperties``; every Iceberg snapshot it commits gets the
+    given keys in its summary. ``fn``'s return value is returned and its exceptions are
+    re-raised unchanged.
+    """
+    from py4j.java_gateway import JavaClass
+    from pyspark.java_gateway import ensure_callback_server_started
+
+    gateway = spark.sparkContext._gateway
+    ensure_callback_server_started(gateway)
+    jvm = spark.sparkContext._jvm
+    commit_metadata = jvm.org.apache.iceberg.spark.CommitMetadata
+    if not isinstance(commit_metadata, JavaClass):
+        raise EnvironmentProblem(
+            f"{COMMIT_METADATA_CLASS} is not on the Spark driver's class path: "
+            "is the Iceberg runtime jar in spark.jars?"
+        )
+    jmap = jvm.java.util.HashMap()
+    for key, value in properties.items():
+        jmap.put(str(key), str(value))
+    task = _JavaCallable(fn)
+    exception_class = jvm.java.lang.Class.forName("java.lang.Exception")
+    commit_metadata.withCommitProperties(jmap, task, exception_class)
+    if task.error is not None:
+        raise task.error
+    return task.result

@@ -1,0 +1,84 @@
+"""Helpers shared by the real-stack tests: configs on the session catalog, table reads."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+from typing import Any
+
+from backfill.config import CatalogConfig, Config, HistoryColumn, RunConfig, SparkConfig, TableConfig
+from backfill.tables import identifier
+
+COLUMNS = (HistoryColumn("balance_history", "balance"), HistoryColumn("payment_history", "payment"),
+           HistoryColumn("limit_history", "credit_limit"))
+
+
+def make_config(catalog_service: Any, namespace: str, **run: Any) -> Config:
+    """Config on the session's embedded catalog, in its own namespace, small and fast."""
+    return Config(
+        tables=TableConfig(target_table=f"{namespace}.accounts_history",
+                           staging_table=f"{namespace}.backfill_staging",
+                           audit_table=f"{namespace}.backfill_audit",
+                           history_columns=COLUMNS, window=36, buckets=4),
+        catalog=CatalogConfig(type="embedded", warehouse=str(catalog_service.warehouse_dir)),
+        spark=SparkConfig(executor_memory="768m", conf={"spark.sql.shuffle.partitions": "4"}),
+        run=RunConfig(**{"retry_backoff_seconds": 0.5, **run}),
+    ).validated()
+
+
+def with_run(cfg: Config, **run: Any) -> Config:
+    return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, **run))
+
+
+def pyiceberg_catalog(cfg: Config) -> Any:
+    from cluster.catalog import load_pyiceberg_catalog, resolve_catalog
+
+    return load_pyiceberg_catalog(resolve_catalog(cfg.catalog))
+
+
+def read_target(catalog: Any, cfg: Config, snapshot_id: int | None = None) -> dict:
+    """{(acct, month): {array_column: list | None}} of the whole target table."""
+    table = catalog.load_table(identifier(cfg, "target"))
+    scan = table.scan(snapshot_id=snapshot_id) if snapshot_id else table.scan()
+    out = {}
+    for r in scan.to_arrow().to_pylist():
+        key = (r[cfg.tables.account_column], r[cfg.tables.month_column])
+        assert key not in out, f"duplicate row {key}"
+        out[key] = {hc.array_column: r[hc.array_column] for hc in cfg.tables.history_columns}
+    return out
+
+
+def read_rows(catalog: Any, cfg: Config, which: str) -> list[dict]:
+    return catalog.load_table(identifier(cfg, which)).scan().to_arrow().to_pylist()
+
+
+def model_entries(cfg: Config, staging_rows: list[dict]) -> list[tuple[int, str, dict[str, Decimal | None]]]:
+    """Staging rows in the reference model's form."""
+    return [(r["acct"], r["backfill_month"],
+             {hc.array_column: r.get(hc.value_column) for hc in cfg.tables.history_columns})
+            for r in staging_rows]
+
+
+def snapshot_ids(catalog: Any, cfg: Config) -> dict[str, int | None]:
+    out = {}
+    for which in ("target", "staging", "audit"):
+        snap = catalog.load_table(identifier(cfg, which)).current_snapshot()
+        out[which] = snap.snapshot_id if snap else None
+    return out
+
+
+def diff_tables(actual: dict, expected: dict, limit: int = 10) -> list[str]:
+    """Cell-by-cell differences, for assertion messages."""
+    problems = []
+    for key in sorted(set(actual) | set(expected)):
+        if key not in actual:
+            problems.append(f"row {key} missing")
+        elif key not in expected:
+            problems.append(f"row {key} unexpected")
+        else:
+            for col in expected[key]:
+                if actual[key][col] != expected[key][col]:
+                    problems.append(f"{key} {col}: got {actual[key][col]} expected {expected[key][col]}")
+        if len(problems) >= limit:
+            break
+    return problems

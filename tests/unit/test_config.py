@@ -1,0 +1,64 @@
+import pytest
+
+from backfill.config import (DEFAULT_HISTORY_COLUMNS, CatalogConfig, Config, HistoryColumn, load_config,
+                             with_overrides)
+from backfill.errors import CatalogUnsafeError, ConfigError
+
+
+def test_defaults_are_the_seed_layout():
+    cfg = Config().validated()
+    assert len(DEFAULT_HISTORY_COLUMNS) == 20
+    assert DEFAULT_HISTORY_COLUMNS[0] == HistoryColumn("balance_history", "balance")
+    assert cfg.tables.window == 36 and cfg.tables.buckets == 64
+    assert cfg.table_parts("target") == ("demo", "db", "accounts_history")
+
+
+def test_toml_and_overrides(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("""
+[tables]
+target_table = "demo.bank.hist"
+window = 12
+history_columns = [["bal_h", "bal"], {array_column = "pay_h", value_column = "pay"}]
+[catalog]
+type = "rest"
+properties = { uri = "http://127.0.0.1:8181", token = "s3cr3t" }
+[run]
+max_parallel = 4
+""")
+    cfg = load_config(f, run__max_parallel=None, tables__window=24).validated()
+    assert cfg.tables.window == 24
+    assert cfg.run.max_parallel == 4
+    assert [h.value_column for h in cfg.tables.history_columns] == ["bal", "pay"]
+    assert cfg.catalog.redacted_properties()["token"] == "***"
+    assert cfg.table_parts("target") == ("demo", "bank", "hist")
+
+
+@pytest.mark.parametrize("toml,match", [
+    ("[tables]\nwindow = 0", "window"),
+    ("[tables]\naccount_column = \"a;b\"", "account column"),
+    ("[tables]\ntarget_table = \"other.db.t\"", "names catalog"),
+    ("[tables]\nhistory_columns = [[\"a\", \"x\"], [\"a\", \"y\"]]", "configured twice"),
+    ("[run]\nmax_parallel = 0", "max_parallel"),
+    ("[run]\norder = \"random\"", "order"),
+    ("[bogus]\nx = 1", "unknown section"),
+    ("[run]\nspeed = 1", "unknown key"),
+    ("[tables\n", "not valid TOML"),
+])
+def test_bad_config_is_named(tmp_path, toml, match):
+    f = tmp_path / "c.toml"
+    f.write_text(toml)
+    with pytest.raises(ConfigError, match=match):
+        load_config(f).validated()
+
+
+def test_hadoop_catalog_refuses_parallel_runs():
+    cfg = Config(catalog=CatalogConfig(type="hadoop"))
+    cfg.validated()
+    with pytest.raises(CatalogUnsafeError, match="atomic commits"):
+        with_overrides(cfg, run__max_parallel=3).validated()
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("/nonexistent/x.toml")
