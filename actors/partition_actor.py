@@ -46,12 +46,19 @@ class PartitionWorker:
         self.cfg = cfg
         self.name = name
         jar = iceberg_runtime_jar(cfg.spark.iceberg_jar)
-        conf = dict(catalog_spark_conf)
-        # Several JVMs commit to the same tables: never serve stale table metadata.
-        conf.setdefault(f"spark.sql.catalog.{cfg.catalog.name}.cache-enabled", "false")
-        self.spark = start_spark(name, spark_conf(conf, cfg.spark, jar), cfg.spark)
-        self.node = socket.gethostname()
+        self.spark = start_spark(name, spark_conf(catalog_spark_conf, cfg.spark, jar), cfg.spark)
+        import ray
+
+        # host and Ray node id: several simulated nodes may share one host
+        self.node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}"
         self._target = quote_table(cfg.table_parts("target"))
+        self._staging = quote_table(cfg.table_parts("staging"))
+
+    def _refresh(self, *names: str) -> None:
+        """Other sessions commit to these tables: drop this session's cached metadata."""
+        from cluster.spark_session import refresh_tables
+
+        refresh_tables(self.spark, *names)
 
     # ------------------------------------------------------------------ helpers
 
@@ -59,11 +66,13 @@ class PartitionWorker:
         """Identity of this worker (pid, node) — used by tests and the driver's logs."""
         return {"name": self.name, "pid": os.getpid(), "node": self.node}
 
-    def sql(self, query: str) -> list[tuple]:
-        """Run a query and return plain tuples (tests, verify)."""
+    def sql(self, query: str, refresh: Sequence[str] = ()) -> list[tuple]:
+        """Run a query and return plain tuples (tests, SQL scripts); ``refresh`` quoted tables first."""
+        self._refresh(*refresh)
         return [tuple(r) for r in self.spark.sql(query).collect()]
 
     def _find_commit(self, where: str) -> tuple[int, dict[str, str]] | None:
+        self._refresh(self._target)
         rows = self.spark.sql(
             f"SELECT snapshot_id, summary FROM {self._target}.`snapshots` WHERE {where} "
             "ORDER BY committed_at DESC LIMIT 1"
@@ -100,6 +109,7 @@ class PartitionWorker:
             snap, summary = done
             return PartitionOutcome(status="already_committed", completed_at=_now(), snapshot_id=snap,
                                     stats=CommitStats.from_summary(summary), **base)
+        self._refresh(self._staging)
         source = staging_source_sql(self.cfg, task.partition, backfill_ids, staging_snapshot_id)
         matched, staged_accounts = self.spark.sql(matched_rows_sql(self.cfg, task.partition, source)).collect()[0]
         missing = int(staged_accounts) - int(matched)
@@ -123,6 +133,7 @@ class PartitionWorker:
                      staging_snapshot_id: int | None, status: str, error: str | None = None) -> None:
         """Move pending staging rows of ``months`` to ``status`` in one Iceberg commit."""
         if months:
+            self._refresh(self._staging)
             self.spark.sql(mark_staging_sql(self.cfg, backfill_ids, months, staging_snapshot_id,
                                             status, error)).collect()
 

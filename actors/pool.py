@@ -57,7 +57,8 @@ class PartitionPool:
         self._made = 0                      # actors ever created (names stay unique)
         self.actors: list[Any] = []         # every actor still alive, for shutdown
 
-    def _take_actor(self) -> Any | None:
+    def acquire(self) -> Any | None:
+        """An idle actor, or a new one while under the cap; None when all are busy."""
         if self._idle:
             return self._idle.pop()
         if self._live < self._max:
@@ -67,6 +68,10 @@ class PartitionPool:
             self.actors.append(actor)
             return actor
         return None
+
+    def release(self, actor: Any) -> None:
+        """Give back an actor taken with :meth:`acquire`."""
+        self._idle.append(actor)
 
     def _drop_actor(self, actor: Any) -> None:
         import ray
@@ -92,7 +97,7 @@ class PartitionPool:
                 break
             now = time.monotonic()
             while not stopping and queue and queue[0].not_before <= now:
-                actor = self._take_actor()
+                actor = self.acquire()
                 if actor is None:
                     break
                 item = queue.popleft()

@@ -13,12 +13,17 @@ import sys
 from typing import Any, Sequence
 
 from backfill.config import Config, load_config
-from backfill.errors import BackfillError
+from backfill.errors import BackfillError, ConfigError
 
 log = logging.getLogger("backfill")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+#: Modules that add their own sub-commands: each has ``register(subparsers)``.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def add_common_options(p: argparse.ArgumentParser) -> None:
+    """Options every command shares (configuration, catalog, logging)."""
     g = p.add_argument_group("configuration")
     g.add_argument("--config", help="TOML configuration file (sections tables, catalog, spark, run)")
     g.add_argument("--warehouse", help="warehouse folder of the embedded catalog (default ./warehouse)")
@@ -32,7 +37,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="logging level (default INFO)")
 
 
-def _config(args: argparse.Namespace) -> Config:
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The validated Config of a command: file, then command-line overrides."""
     props = {"uri": args.catalog_uri} if getattr(args, "catalog_uri", None) else None
     cfg = load_config(
         args.config,
@@ -56,7 +62,8 @@ def _config(args: argparse.Namespace) -> Config:
     return cfg.validated()
 
 
-def _catalog(cfg: Config) -> tuple[Any, Any]:
+def catalog_from_config(cfg: Config) -> tuple[Any, Any]:
+    """(ResolvedCatalog, pyiceberg catalog); starts the embedded service if needed."""
     from cluster.catalog import load_pyiceberg_catalog, resolve_catalog
 
     resolved = resolve_catalog(cfg.catalog)
@@ -70,8 +77,8 @@ def cmd_setup(args: argparse.Namespace) -> int:
     from backfill.sample_data import SampleSpec
     from backfill.setup import setup_tables
 
-    cfg = _config(args)
-    _, catalog = _catalog(cfg)
+    cfg = config_from_args(args)
+    _, catalog = catalog_from_config(cfg)
     sample = None
     if args.sample_data:
         sample = SampleSpec(accounts=args.accounts, months=args.months, first_month=args.first_month,
@@ -85,8 +92,8 @@ def cmd_setup(args: argparse.Namespace) -> int:
 def cmd_backfill(args: argparse.Namespace) -> int:
     from backfill.driver import execute, prepare
 
-    cfg = _config(args)
-    resolved, catalog = _catalog(cfg)
+    cfg = config_from_args(args)
+    resolved, catalog = catalog_from_config(cfg)
     prepared = prepare(cfg, catalog, args.backfill_id, args.backfill_month, args.resume_from)
     plan = prepared.plan
     print(f"plan: {len(plan.tasks)} partition(s) for {len(plan.entries)} entries "
@@ -106,10 +113,69 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from backfill.verify import verify_backfill
+
+    cfg = config_from_args(args)
+    _, catalog = catalog_from_config(cfg)
+    sample = None
+    if args.sample_accounts:
+        try:
+            sample = [int(a) for a in args.sample_accounts.split(",") if a.strip()]
+        except ValueError:
+            raise ConfigError(f"--sample-accounts {args.sample_accounts!r} must be comma-separated integers") from None
+    report = verify_backfill(cfg, catalog, args.backfill_id, sample, args.as_of)
+    for line in report.lines():
+        print(line)
+    return 0 if report.ok else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Setup with sample data, a backfill, and a verification, on a fresh embedded stack."""
+    import shutil
+    from pathlib import Path
+
+    from backfill.driver import execute, prepare
+    from backfill.sample_data import SampleSpec
+    from backfill.setup import setup_tables
+    from backfill.verify import verify_backfill
+    from cluster.metastore import EmbeddedMetastore
+
+    wh = Path(args.warehouse or "./demo-warehouse").resolve()
+    if wh.exists() and any(wh.iterdir()):
+        if not (wh / ".metastore").exists():
+            raise ConfigError(f"{wh} exists and was not made by the demo; pass another --warehouse")
+        print(f"removing the previous demo warehouse {wh}")
+        EmbeddedMetastore(wh).stop()
+        shutil.rmtree(wh)
+    args.warehouse = str(wh)
+    cfg = config_from_args(args)
+    print(f"1/4 starting the embedded catalog (Hive metastore, Derby under {wh})")
+    resolved, catalog = catalog_from_config(cfg)
+    spec = SampleSpec(accounts=args.accounts, months=args.months, staged_accounts=args.staged_accounts)
+    print(f"2/4 creating tables with sample data ({spec.accounts} accounts x {spec.months} months)")
+    for line in setup_tables(catalog, cfg, spec).lines():
+        print("    " + line)
+    print(f"3/4 backfilling {spec.backfill_id} with up to {cfg.run.max_parallel} partition actors")
+    prepared = prepare(cfg, catalog, [spec.backfill_id])
+    result = execute(prepared, resolved, catalog, progress=lambda line: print("    " + line))
+    for line in result.summary_lines():
+        print("  " + line)
+    print("4/4 verifying every backfilled partition against its snapshot before the backfill")
+    report = verify_backfill(cfg, catalog, [spec.backfill_id])
+    for line in report.lines():
+        print("  " + line)
+    if not args.keep_running:
+        EmbeddedMetastore(wh).stop()
+    ok = result.succeeded and report.ok
+    print("demo " + ("succeeded" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
 def cmd_catalog(args: argparse.Namespace) -> int:
     from cluster.metastore import EmbeddedMetastore
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     if cfg.catalog.type != "embedded":
         print(f"catalog type {cfg.catalog.type!r} is not managed by this tool", file=sys.stderr)
         return 2
@@ -136,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("setup", help="create target, staging and audit tables (optionally with sample data)")
-    _common(p)
+    add_common_options(p)
     p.add_argument("--sample-data", action="store_true", help="fill an empty target and stage sample entries")
     p.add_argument("--accounts", type=int, default=200, help="sample accounts (default 200)")
     p.add_argument("--months", type=int, default=24, help="sample months (default 24)")
@@ -147,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_setup)
 
     p = sub.add_parser("backfill", help="apply pending staged entries to the target table")
-    _common(p)
+    add_common_options(p)
     p.add_argument("--backfill-id", action="append", required=True,
                    help="backfill id to apply; repeat to consolidate several backfills into one run")
     p.add_argument("--backfill-month", help="only entries of this month (YYYY-MM)")
@@ -161,10 +227,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit without writing")
     p.set_defaults(func=cmd_backfill)
 
+    p = sub.add_parser("verify", help="check a backfill cell by cell against the table before it")
+    add_common_options(p)
+    p.add_argument("--backfill-id", action="append", required=True, help="backfill id (repeatable)")
+    p.add_argument("--sample-accounts", help="comma-separated accounts to check (default: all)")
+    p.add_argument("--as-of", type=int, help="snapshot id to check instead of the current one")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("demo", help="fresh embedded stack: setup with sample data, backfill, verify")
+    add_common_options(p)
+    p.add_argument("--accounts", type=int, default=200, help="sample accounts (default 200)")
+    p.add_argument("--months", type=int, default=24, help="sample months (default 24)")
+    p.add_argument("--staged-accounts", type=int, default=40, help="accounts with staged entries (default 40)")
+    p.add_argument("--max-parallel", type=int, default=2, help="partition actors at once (default 2)")
+    p.add_argument("--keep-running", action="store_true", help="leave the catalog service running")
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("catalog", help="start, stop or check the embedded catalog service")
-    _common(p)
+    add_common_options(p)
     p.add_argument("action", choices=["start", "stop", "status"])
     p.set_defaults(func=cmd_catalog)
+
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 

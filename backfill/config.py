@@ -119,11 +119,22 @@ class RunConfig:
     ray_address: str | None = None
     actor_cpus: float = 1.0
     checkpoint_namespace: str = "iceberg_backfill"
+    #: Local folder (on the Ray head) for durable checkpoints; default: beside the warehouse.
+    checkpoint_dir: str | None = None
 
 
 @dataclass(frozen=True)
 class Config:
     """Everything one invocation needs."""
+
+    def checkpoint_directory(self) -> Path:
+        """Where checkpoints persist: ``run.checkpoint_dir``, else beside a local warehouse."""
+        if self.run.checkpoint_dir:
+            return Path(self.run.checkpoint_dir).expanduser().resolve()
+        w = self.catalog.warehouse
+        if "://" in w and not w.startswith("file:"):
+            return Path("~/.iceberg-backfill/checkpoints").expanduser()
+        return self.catalog.warehouse_path / ".backfill-checkpoints"
 
     tables: TableConfig = field(default_factory=TableConfig)
     catalog: CatalogConfig = field(default_factory=CatalogConfig)

@@ -123,6 +123,7 @@ def execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
     """Run the prepared plan on Ray partition actors; returns the run's result."""
     import ray
 
+    from actors.checkpoint import COMMITTED, FAILED, RUNNING, RayCheckpointStore, run_key
     from actors.partition_actor import PartitionWorker
     from actors.pool import PartitionPool
     from cluster.jars import iceberg_runtime_jar
@@ -130,6 +131,16 @@ def execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
     cfg, plan = prepared.cfg, prepared.plan
     iceberg_runtime_jar(cfg.spark.iceberg_jar)  # fail fast, before any actor starts
     _ensure_ray(cfg)
+    ckpt = RayCheckpointStore(cfg.checkpoint_directory(), namespace=cfg.run.checkpoint_namespace)
+    key = run_key(prepared.backfill_ids)
+    ckpt.begin(key, prepared.run_id, [(t.partition, t.digest) for t in plan.tasks])
+    in_history = {s.snapshot_id for s in catalog.load_table(tables.identifier(cfg, "target")).metadata.snapshots}
+    for partition, (dig, snap) in ckpt.committed(key).items():
+        task = next((t for t in plan.tasks if t.partition == partition), None)
+        # The snapshot summaries are the truth; the checkpoint only speaks for commits
+        # whose snapshot has since been expired from the table's history.
+        if task and task.digest == dig and snap is not None and snap not in in_history:
+            prepared.already_committed.setdefault(partition, snap)
     t0 = time.monotonic()
     audit = AuditWriter(tables.load(catalog, cfg, "audit"))
     outcomes: list[PartitionOutcome] = []
@@ -138,6 +149,11 @@ def execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
 
     def record(outcome: PartitionOutcome) -> None:
         outcomes.append(outcome)
+        if outcome.ok:
+            ckpt.mark(key, outcome.partition, COMMITTED, snapshot_id=outcome.snapshot_id,
+                      run_id=prepared.run_id)
+        else:
+            ckpt.mark(key, outcome.partition, FAILED, error=outcome.error, run_id=prepared.run_id)
         audit.append([outcome.audit_row(b, prepared.run_id) for b in prepared.backfill_ids])
         done = len({o.partition for o in outcomes if o.ok})
         elapsed = time.monotonic() - t0
@@ -148,6 +164,11 @@ def execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
             + (f"; error: {outcome.error.splitlines()[0][:200]}" if outcome.error else ""))
 
     now = datetime.now(timezone.utc)
+    # 'planned' rows let `status` show pending partitions of a run that is still going on
+    audit.append([PartitionOutcome(partition=t.partition, status="planned", attempt=0,
+                                   entries=len(t.entries), started_at=now, completed_at=now
+                                   ).audit_row(b, prepared.run_id)
+                  for t in plan.tasks for b in prepared.backfill_ids])
     to_run: list[PartitionTask] = []
     for task in plan.tasks:
         snap = prepared.already_committed.get(task.partition)
@@ -159,13 +180,16 @@ def execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
                                     snapshot_id=snap, stats=CommitStats()))
 
     spark_conf = resolved_catalog.spark_conf()
+    # SPREAD: each actor holds a whole Spark session; spreading them over nodes spreads the
+    # executors they start too. A dead actor is replaced by the pool, never restarted.
     remote_cls = ray.remote(PartitionWorker).options(num_cpus=cfg.run.actor_cpus, max_restarts=0,
-                                                   max_concurrency=1)
+                                                   max_concurrency=1, scheduling_strategy="SPREAD")
 
     def make_actor(n: int) -> Any:
         return remote_cls.remote(cfg, spark_conf, f"backfill-{prepared.run_id}-a{n}")
 
     def submit(actor: Any, task: PartitionTask, attempt: int) -> Any:
+        ckpt.mark(key, task.partition, RUNNING, run_id=prepared.run_id)  # durable before it starts
         return actor.apply.remote(task, list(prepared.backfill_ids), prepared.run_id,
                                   prepared.staging_snapshot_id, attempt)
 
@@ -201,7 +225,7 @@ def _mark_staging(prepared: PreparedRun, ok_partitions: set[str], pool: Any) -> 
                    and all(p in ok_partitions for p in plan.partitions_of(es[0]))]
     if not done_months and not rejected_months:
         return 0, 0
-    actor = pool._take_actor()
+    actor = pool.acquire()
     calls = []
     if done_months:
         calls.append(actor.mark_staging.remote(list(prepared.backfill_ids), done_months,
@@ -210,7 +234,7 @@ def _mark_staging(prepared: PreparedRun, ok_partitions: set[str], pool: Any) -> 
         calls.append(actor.mark_staging.remote(list(prepared.backfill_ids), [month],
                                                prepared.staging_snapshot_id, "rejected", reason))
     ray.get(calls)
-    pool._idle.append(actor)
+    pool.release(actor)
     applied = sum(len(by_month[m]) for m in done_months)
     rejected = sum(len(by_month[m]) for m in rejected_months)
     return applied, rejected

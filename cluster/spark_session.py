@@ -63,16 +63,17 @@ JAVA17_ADD_OPENS = " ".join(
 def spark_conf(catalog_conf: Mapping[str, str], spark: SparkConfig, jar: Path) -> dict[str, str]:
     """Spark settings for one session: Iceberg jar and extensions, catalog, defaults, user conf.
 
-    Precedence, lowest first: small-cluster defaults (including ``cache-enabled=false``
-    for each catalog, so every query sees other sessions' commits), Iceberg jar and
-    extensions, the catalog entries, then ``spark.conf`` (the user's settings always win).
+    Precedence, lowest first: small-cluster defaults, Iceberg jar and extensions, the
+    catalog entries, then ``spark.conf`` (the user's explicit settings always win).
     The jar is a local path: RayDP does not ship ``spark.jars.packages`` to executors.
+
+    Iceberg's table cache stays on (its default): with it off, a MERGE's runtime file
+    filter and its scan may load two different snapshots of a table other sessions commit
+    to, and Iceberg aborts with "Runtime file filtering is not possible: the table has been
+    concurrently modified". Readers that must see other sessions' commits call
+    :func:`refresh_tables` first.
     """
     conf: dict[str, str] = dict(SMALL_CLUSTER_DEFAULTS)
-    for catalog in _catalog_names(catalog_conf):
-        # Iceberg's SparkCatalog caches tables (30 s by default): a session would then read
-        # a stale snapshot of a table other sessions keep committing to (staging, audit).
-        conf[f"spark.sql.catalog.{catalog}.cache-enabled"] = "false"
     conf["spark.jars"] = str(Path(jar).resolve())
     conf["spark.sql.extensions"] = ICEBERG_EXTENSIONS
     conf.update({str(k): str(v) for k, v in catalog_conf.items()})
@@ -80,9 +81,13 @@ def spark_conf(catalog_conf: Mapping[str, str], spark: SparkConfig, jar: Path) -
     return conf
 
 
-def _catalog_names(catalog_conf: Mapping[str, str]) -> list[str]:
-    """Names ``X`` of the ``spark.sql.catalog.X`` entries (the catalog implementations)."""
-    return [m.group(1) for k in catalog_conf if (m := _CATALOG_KEY.fullmatch(k))]
+def refresh_tables(spark: "SparkSession", *quoted_names: str) -> None:
+    """Drop cached metadata of tables so the next statement sees every session's commits.
+
+    Names must already be validated and quoted (backfill.identifiers.quote_table).
+    """
+    for name in quoted_names:
+        spark.sql(f"REFRESH TABLE {name}")
 
 
 def unique_app_name(app_name: str) -> str:

@@ -1,0 +1,444 @@
+"""Checkpoint store: which partitions of a backfill run are pending, running, committed or failed.
+
+Why it exists: ``ray job stop`` SIGKILLs the driver 3 s after SIGTERM and a whole
+cluster can go away, so "what is already done" must be durable *before* the next
+partition starts. A rerun of the same backfill ids then skips partitions whose exact
+work (same partition, same entries digest) is committed, and reports the rest.
+
+Keys: one record set per *run key*, ``run_key(backfill_ids)`` = the sorted, distinct ids
+joined by ','. Inside a key, one :class:`PartitionCheckpoint` per target partition.
+
+Three implementations of one small interface (:class:`CheckpointStore`):
+
+* :class:`InMemoryCheckpointStore` - unit tests and dry runs.
+* :class:`FileCheckpointStore` - one JSON file per key, written atomically (temp file,
+  fsync, ``os.replace``, fsync of the directory) so a crash leaves either the old or the
+  new file, never a torn one. Default directory ``<warehouse>/.backfill-checkpoints``.
+* :class:`RayCheckpointStore` - client of a named, *detached* Ray actor in a fixed
+  namespace that keeps the state in memory and writes every change through to a
+  :class:`FileCheckpointStore` before acknowledging it. The actor outlives the driver
+  (SIGKILL, ``ray job stop``); the files outlive the cluster (a new actor reloads them).
+
+The Iceberg snapshot summaries remain the source of truth for what a table contains; the
+checkpoint is the run's own ledger (fast resume, status of a run still going on, errors).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import tempfile
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Protocol, Sequence, runtime_checkable
+
+PENDING, RUNNING, COMMITTED, FAILED = "pending", "running", "committed", "failed"
+STATES = (PENDING, RUNNING, COMMITTED, FAILED)
+
+DEFAULT_NAMESPACE = "iceberg_backfill"
+DEFAULT_ACTOR_NAME = "backfill-checkpoints"
+CHECKPOINT_DIRNAME = ".backfill-checkpoints"
+_FORMAT_VERSION = 1
+_MAX_ERROR_CHARS = 4000
+
+
+def run_key(backfill_ids: Iterable[str]) -> str:
+    """The checkpoint key of a run: sorted distinct backfill ids joined by ','."""
+    return ",".join(sorted(set(backfill_ids)))
+
+
+def default_directory(warehouse: str | os.PathLike[str]) -> Path:
+    """``<warehouse>/.backfill-checkpoints``: next to the data it describes, so it goes
+    wherever the warehouse goes and survives the Ray cluster."""
+    return Path(warehouse) / CHECKPOINT_DIRNAME
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class PartitionCheckpoint:
+    """State of one partition within one run key.
+
+    ``attempts`` counts transitions to 'running' over all runs with this digest (a digest
+    change starts again at 0). ``run_id`` is the run that last touched the record.
+    ``snapshot_id`` is set once committed (None for a commit that changed no row).
+    """
+
+    partition: str
+    state: str
+    digest: str
+    snapshot_id: int | None = None
+    attempts: int = 0
+    error: str | None = None
+    run_id: str | None = None
+    updated_at: datetime = dataclasses.field(default_factory=_now)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["updated_at"] = self.updated_at.isoformat()
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "PartitionCheckpoint":
+        snap = d.get("snapshot_id")
+        return cls(
+            partition=str(d["partition"]), state=str(d["state"]), digest=str(d["digest"]),
+            snapshot_id=int(snap) if snap is not None else None,
+            attempts=int(d.get("attempts", 0)), error=d.get("error"), run_id=d.get("run_id"),
+            updated_at=datetime.fromisoformat(d["updated_at"]),
+        )
+
+
+@runtime_checkable
+class CheckpointStore(Protocol):
+    """What the driver needs from a checkpoint store; every call is durable on return
+    (except for the in-memory store)."""
+
+    def begin(self, key: str, run_id: str,
+              tasks: Sequence[tuple[str, str]]) -> dict[str, PartitionCheckpoint]:
+        """Register ``(partition, digest)`` pairs of a starting run; returns the key's state.
+
+        New partition -> pending. Same digest: committed stays committed, a stale
+        'running' (left by a driver that died) becomes pending, others keep their state.
+        Different digest -> reset to pending with attempts 0 (the work changed).
+        Partitions of the key that are not in ``tasks`` are kept untouched.
+        """
+        ...
+
+    def mark(self, key: str, partition: str, state: str, snapshot_id: int | None = None,
+             error: str | None = None, run_id: str | None = None) -> PartitionCheckpoint:
+        """Move ``partition`` to ``state``; 'running' increments attempts. KeyError if
+        the partition was never begun under ``key``."""
+        ...
+
+    def load(self, key: str) -> dict[str, PartitionCheckpoint]:
+        """All records of ``key`` (empty when unknown)."""
+        ...
+
+    def committed(self, key: str) -> dict[str, tuple[str, int | None]]:
+        """partition -> (digest, snapshot_id) of the committed partitions of ``key``."""
+        ...
+
+    def forget(self, key: str) -> None:
+        """Drop every record of ``key`` (no error when unknown)."""
+        ...
+
+
+# --- shared semantics ---------------------------------------------------------------
+
+def _apply_begin(records: dict[str, PartitionCheckpoint], run_id: str,
+                 tasks: Sequence[tuple[str, str]]) -> dict[str, PartitionCheckpoint]:
+    out = dict(records)
+    now = _now()
+    for partition, digest in tasks:
+        old = out.get(partition)
+        if old is None or old.digest != digest:
+            out[partition] = PartitionCheckpoint(partition, PENDING, digest, run_id=run_id,
+                                                 updated_at=now)
+        elif old.state == RUNNING:
+            out[partition] = dataclasses.replace(old, state=PENDING, run_id=run_id, updated_at=now)
+        elif old.state != COMMITTED:
+            out[partition] = dataclasses.replace(old, run_id=run_id, updated_at=now)
+    return out
+
+
+def _apply_mark(records: dict[str, PartitionCheckpoint], key: str, partition: str, state: str,
+                snapshot_id: int | None, error: str | None,
+                run_id: str | None) -> PartitionCheckpoint:
+    if state not in STATES:
+        raise ValueError(f"checkpoint state must be one of {STATES}, got {state!r}")
+    old = records.get(partition)
+    if old is None:
+        raise KeyError(f"partition {partition!r} was not begun under checkpoint key {key!r}")
+    return dataclasses.replace(
+        old, state=state,
+        snapshot_id=snapshot_id if state == COMMITTED else None,
+        attempts=old.attempts + (1 if state == RUNNING else 0),
+        # keep the last error visible while a retry runs; clear it once committed
+        error=(error[:_MAX_ERROR_CHARS] if error is not None
+               else (None if state == COMMITTED else old.error)),
+        run_id=run_id if run_id is not None else old.run_id,
+        updated_at=_now(),
+    )
+
+
+def _committed_of(records: Mapping[str, PartitionCheckpoint]) -> dict[str, tuple[str, int | None]]:
+    return {p: (r.digest, r.snapshot_id) for p, r in records.items() if r.state == COMMITTED}
+
+
+class _RecordStore:
+    """Implements the interface over ``_read``/``_write``/``_delete`` of whole key record
+    sets, under one lock so read-modify-write cycles of concurrent threads do not interleave."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+
+    def _read(self, key: str) -> dict[str, PartitionCheckpoint]:
+        raise NotImplementedError
+
+    def _write(self, key: str, records: dict[str, PartitionCheckpoint]) -> None:
+        raise NotImplementedError
+
+    def _delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def begin(self, key: str, run_id: str,
+              tasks: Sequence[tuple[str, str]]) -> dict[str, PartitionCheckpoint]:
+        with self._lock:
+            records = _apply_begin(self._read(key), run_id, [(str(p), str(d)) for p, d in tasks])
+            self._write(key, records)
+            return dict(records)
+
+    def mark(self, key: str, partition: str, state: str, snapshot_id: int | None = None,
+             error: str | None = None, run_id: str | None = None) -> PartitionCheckpoint:
+        with self._lock:
+            records = self._read(key)
+            rec = _apply_mark(records, key, partition, state, snapshot_id, error, run_id)
+            records[partition] = rec
+            self._write(key, records)
+            return rec
+
+    def load(self, key: str) -> dict[str, PartitionCheckpoint]:
+        with self._lock:
+            return dict(self._read(key))
+
+    def committed(self, key: str) -> dict[str, tuple[str, int | None]]:
+        return _committed_of(self.load(key))
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._delete(key)
+
+
+class InMemoryCheckpointStore(_RecordStore):
+    """Process-local store for unit tests; nothing survives the process."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._data: dict[str, dict[str, PartitionCheckpoint]] = {}
+
+    def _read(self, key: str) -> dict[str, PartitionCheckpoint]:
+        return dict(self._data.get(key, {}))
+
+    def _write(self, key: str, records: dict[str, PartitionCheckpoint]) -> None:
+        self._data[key] = dict(records)
+
+    def _delete(self, key: str) -> None:
+        self._data.pop(key, None)
+
+    def keys(self) -> list[str]:
+        return sorted(self._data)
+
+
+# --- durable files --------------------------------------------------------------------
+
+_SLUG_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def key_filename(key: str) -> str:
+    """A safe, unique file name for ``key``: a readable slug plus a hash of the exact key.
+
+    The slug keeps files recognisable; the hash makes keys that slug alike ('a/b', 'a_b')
+    distinct and makes '/', '..', NUL or very long keys harmless.
+    """
+    slug = _SLUG_BAD.sub("_", key).strip("._-")[:64] or "key"
+    return f"{slug}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:16]}.json"
+
+
+class FileCheckpointStore(_RecordStore):
+    """One JSON file per key under ``directory``; every write is atomic and fsynced.
+
+    Files whose name starts with '.' (temp files of an interrupted write) are never read.
+    Concurrent writers in *different* processes on the same key are not coordinated: in
+    a run, only the checkpoint actor (or one driver) writes.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        super().__init__()
+        self.directory = Path(directory).expanduser().resolve()
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def path_of(self, key: str) -> Path:
+        return self.directory / key_filename(key)
+
+    def _read(self, key: str) -> dict[str, PartitionCheckpoint]:
+        path = self.path_of(key)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        if doc.get("key") != key:  # a 64-bit hash collision, or a hand-copied file
+            raise ValueError(f"checkpoint file {path} belongs to key {doc.get('key')!r}, not {key!r}")
+        return {p: PartitionCheckpoint.from_json(r) for p, r in doc["partitions"].items()}
+
+    def _write(self, key: str, records: dict[str, PartitionCheckpoint]) -> None:
+        path = self.path_of(key)
+        doc = {"version": _FORMAT_VERSION, "key": key,
+               "partitions": {p: r.to_json() for p, r in sorted(records.items())}}
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(doc, f, indent=1, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        self._fsync_dir()
+
+    def _delete(self, key: str) -> None:
+        try:
+            self.path_of(key).unlink()
+        except FileNotFoundError:
+            return
+        self._fsync_dir()
+
+    def _fsync_dir(self) -> None:
+        """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+        try:
+            dfd = os.open(self.directory, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(dfd)
+        except OSError:
+            pass
+        finally:
+            os.close(dfd)
+
+    def keys(self) -> list[str]:
+        """Every key with a checkpoint file (temp and foreign files skipped)."""
+        out = []
+        for path in sorted(self.directory.glob("*.json")):
+            if path.name.startswith("."):
+                continue
+            try:
+                key = json.loads(path.read_text(encoding="utf-8"))["key"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if isinstance(key, str) and key_filename(key) == path.name:
+                out.append(key)
+        return out
+
+
+# --- Ray actor ------------------------------------------------------------------------
+
+class _CheckpointActor(_RecordStore):
+    """Body of the detached actor: memory for reads, write-through to files for durability.
+
+    The file is written *before* memory changes, so an acknowledged call is on disk and a
+    failed write leaves memory equal to disk. The constructor reloads every key from the
+    directory, which is also what a restart (``max_restarts``) or a new cluster does.
+    """
+
+    def __init__(self, directory: str) -> None:
+        super().__init__()
+        self._files = FileCheckpointStore(directory)
+        self._mem: dict[str, dict[str, PartitionCheckpoint]] = {
+            k: self._files.load(k) for k in self._files.keys()}
+        self._started = _now()
+
+    def _read(self, key: str) -> dict[str, PartitionCheckpoint]:
+        return dict(self._mem.get(key, {}))
+
+    def _write(self, key: str, records: dict[str, PartitionCheckpoint]) -> None:
+        self._files._write(key, records)
+        self._mem[key] = dict(records)
+
+    def _delete(self, key: str) -> None:
+        self._files._delete(key)
+        self._mem.pop(key, None)
+
+    def info(self) -> dict[str, Any]:
+        return {"directory": str(self._files.directory), "pid": os.getpid(),
+                "started_at": self._started.isoformat(), "keys": sorted(self._mem)}
+
+
+def actor_name_for(directory: str | os.PathLike[str], base: str = DEFAULT_ACTOR_NAME) -> str:
+    """One actor per checkpoint directory, so two warehouses on one cluster never share state."""
+    resolved = str(Path(directory).expanduser().resolve())
+    return f"{base}-{hashlib.sha256(resolved.encode('utf-8')).hexdigest()[:12]}"
+
+
+class RayCheckpointStore:
+    """Client of the detached checkpoint actor; same interface, synchronous calls.
+
+    Get-or-create by name in an explicit namespace, so drivers of any job namespace (or
+    none) find the same actor. The actor takes no CPU and is pinned to the head node,
+    where a local warehouse directory lives and which lives as long as the cluster.
+    Each call waits at most ``timeout`` seconds (``ray.exceptions.GetTimeoutError``).
+
+    Args:
+        directory: checkpoint directory (``default_directory(cfg.catalog.warehouse_path)``).
+        namespace: fixed Ray namespace (``cfg.run.checkpoint_namespace``).
+        name: actor name; default ``backfill-checkpoints-<hash of directory>``.
+        timeout: seconds per call.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], namespace: str = DEFAULT_NAMESPACE,
+                 name: str | None = None, timeout: float = 60.0) -> None:
+        import ray
+
+        self.directory = str(Path(directory).expanduser().resolve())
+        self.namespace = namespace
+        self.name = name or actor_name_for(self.directory)
+        self.timeout = timeout
+        self.actor = (
+            ray.remote(_CheckpointActor)
+            .options(
+                name=self.name, namespace=namespace, lifetime="detached", get_if_exists=True,
+                num_cpus=0, resources={"node:__internal_head__": 0.001},
+                scheduling_strategy="DEFAULT",   # escape a caller's placement group
+                max_restarts=-1,                 # safe: the constructor reloads from files
+                max_task_retries=0,              # a retried 'running' would count twice
+                max_concurrency=1,               # one read-modify-write at a time
+            )
+            .remote(self.directory)
+        )
+        found = self.info()["directory"]
+        if found != self.directory:
+            raise ValueError(f"checkpoint actor {namespace}/{self.name} serves {found}, "
+                             f"not {self.directory}; pass another name")
+
+    def _get(self, ref: Any) -> Any:
+        import ray
+
+        return ray.get(ref, timeout=self.timeout)
+
+    def begin(self, key: str, run_id: str,
+              tasks: Sequence[tuple[str, str]]) -> dict[str, PartitionCheckpoint]:
+        return self._get(self.actor.begin.remote(key, run_id, [(p, d) for p, d in tasks]))
+
+    def mark(self, key: str, partition: str, state: str, snapshot_id: int | None = None,
+             error: str | None = None, run_id: str | None = None) -> PartitionCheckpoint:
+        return self._get(self.actor.mark.remote(key, partition, state, snapshot_id, error, run_id))
+
+    def load(self, key: str) -> dict[str, PartitionCheckpoint]:
+        return self._get(self.actor.load.remote(key))
+
+    def committed(self, key: str) -> dict[str, tuple[str, int | None]]:
+        return self._get(self.actor.committed.remote(key))
+
+    def forget(self, key: str) -> None:
+        self._get(self.actor.forget.remote(key))
+
+    def info(self) -> dict[str, Any]:
+        """Directory, pid, start time and keys of the actor (for status and tests)."""
+        return self._get(self.actor.info.remote())
+
+    def kill(self) -> None:
+        """End the actor for good (files stay); the next client creates a new one."""
+        import ray
+
+        ray.kill(self.actor, no_restart=True)

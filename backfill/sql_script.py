@@ -1,0 +1,177 @@
+"""``generate-sql`` and ``--method sql``: one backfill as a reviewable Spark SQL script.
+
+Why a script: some users must review (or have a DBA run) every statement that touches
+a production table. The script holds exactly the statements the merge method runs,
+built by :mod:`backfill.merge_sql` from the validated plan: one MERGE per planned
+partition reading the staging snapshot the input was validated at, then the staging
+status updates. Every identifier and literal in it went through
+:mod:`backfill.identifiers`; comments are built from validated values only and never
+contain ';' so that line-oriented SQL clients split statements correctly.
+
+``run_script`` executes the same statements in order in one Spark session on one Ray
+actor. Unlike the merge method it does not tag commits with the entries digest, so a
+later merge-method run redoes these partitions (harmless: the update rule is idempotent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import TYPE_CHECKING, Any, Callable
+
+from backfill.errors import PermanentError, TransientError
+from backfill.merge_sql import mark_staging_sql, merge_sql, staging_source_sql
+
+if TYPE_CHECKING:
+    from backfill.driver import PreparedRun
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+
+
+def _comment(text: str) -> str:
+    """One SQL comment line per text line; ';' is replaced so clients do not split on it."""
+    return "\n".join(f"-- {line}".rstrip() for line in text.replace(";", ",").splitlines())
+
+
+def script_items(prepared: "PreparedRun") -> list[tuple[str, str]]:
+    """(comment, statement) pairs in execution order: partition MERGEs, then staging updates.
+
+    Partitions whose exact work is already committed are left out (and counted as done
+    for the staging update), as the merge method does.
+    """
+    cfg, plan = prepared.cfg, prepared.plan
+    ids = list(prepared.backfill_ids)
+    snap = prepared.staging_snapshot_id
+    items: list[tuple[str, str]] = []
+    in_script: set[str] = set(prepared.already_committed)
+    for task in plan.tasks:
+        if task.partition in prepared.already_committed:
+            continue
+        source = staging_source_sql(cfg, task.partition, ids, snap)
+        note = (f"partition {task.partition}: {len(task.entries)} entries, {task.accounts} accounts, "
+                f"months {task.first_month}..{task.months[-1]}")
+        items.append((note, merge_sql(cfg, task.partition, source)))
+        in_script.add(task.partition)
+    rejected = {r.entry.month: r.reason for r in plan.rejected}
+    months = sorted({e.month for e in plan.entries} - set(rejected))
+    done = [m for m in months
+            if all(p in in_script for e in plan.entries if e.month == m for p in plan.partitions_of(e))]
+    if done:
+        items.append((f"staging: mark pending entries of {len(done)} month(s) applied",
+                      mark_staging_sql(cfg, ids, done, snap, "applied")))
+    for month in sorted(rejected):
+        items.append((f"staging: reject entries of {month}: {rejected[month]}",
+                      mark_staging_sql(cfg, ids, [month], snap, "rejected", rejected[month])))
+    return items
+
+
+def build_statements(prepared: "PreparedRun") -> list[str]:
+    """The statements of the script, without comments or trailing ';'."""
+    return [stmt for _, stmt in script_items(prepared)]
+
+
+def header(prepared: "PreparedRun") -> str:
+    cfg, plan = prepared.cfg, prepared.plan
+    parts = [t.partition for t in plan.tasks if t.partition not in prepared.already_committed]
+    lines = [
+        "iceberg-backfill generated script: review, then run in spark-sql",
+        f"needs spark.sql.extensions={EXTENSIONS}",
+        f"and the Iceberg catalog {cfg.catalog.name} configured as in the backfill config",
+        f"backfill id(s): {', '.join(prepared.backfill_ids)}",
+        f"plan id: {prepared.run_id}",
+        f"target: {'.'.join(cfg.table_parts('target'))}   staging: {'.'.join(cfg.table_parts('staging'))}",
+        f"window: {cfg.tables.window} months",
+        f"staging validated at snapshot {prepared.staging_snapshot_id} (the MERGEs read that snapshot)",
+        f"entries: {len(plan.entries)}, rejected: {len(plan.rejected)}, "
+        f"partitions: {len(parts)}" + (f" ({min(parts)}..{max(parts)})" if parts else ""),
+    ]
+    if prepared.already_committed:
+        lines.append("already committed, left out: " + ", ".join(sorted(prepared.already_committed)))
+    if plan.skipped_by_resume:
+        lines.append("skipped by --resume-from: " + ", ".join(plan.skipped_by_resume))
+    lines += list(plan.notes)
+    lines.append("statements are idempotent: rerunning the script after a failure is safe")
+    return _comment("\n".join(lines))
+
+
+def render_script(prepared: "PreparedRun") -> str:
+    """The whole script: header comment, then each statement with its comment, ';'-terminated."""
+    body = [f"{_comment(note)}\n{stmt}" for note, stmt in script_items(prepared)]
+    return header(prepared) + "\n\n" + ";\n\n".join(body) + ";\n"
+
+
+def run_script(prepared: "PreparedRun", resolved_catalog: Any,
+               progress: Callable[[str], None] | None = None) -> int:
+    """Run the script's statements in order in one Spark session on one Ray actor.
+
+    Returns the number of statements run. A failing statement stops the script: earlier
+    statements stay committed, and rerunning is safe because every statement is idempotent.
+    """
+    import ray
+
+    from actors.partition_actor import PartitionWorker
+    from backfill.driver import _ensure_ray
+    from backfill.retry import is_transient
+    from cluster.jars import iceberg_runtime_jar
+
+    cfg = prepared.cfg
+    iceberg_runtime_jar(cfg.spark.iceberg_jar)  # fail fast, before the actor starts
+    items = script_items(prepared)
+    _ensure_ray(cfg)
+    say = progress or log.info
+    actor = ray.remote(PartitionWorker).options(num_cpus=cfg.run.actor_cpus, max_restarts=0).remote(
+        cfg, resolved_catalog.spark_conf(), f"backfill-sql-{prepared.run_id}")
+    try:
+        for i, (note, stmt) in enumerate(items, start=1):
+            try:
+                ray.get(actor.sql.remote(stmt))
+            except Exception as exc:
+                text = f"statement {i}/{len(items)} ({note}) failed: {type(exc).__name__}: {exc}"[:4000]
+                hint = "; earlier statements are committed, rerun to finish (statements are idempotent)"
+                err = TransientError if is_transient(str(exc)) else PermanentError
+                raise err(text + hint) from None
+            say(f"[{i}/{len(items)}] {note}")
+        return len(items)
+    finally:
+        try:
+            ray.get(actor.shutdown.remote(), timeout=60)
+        except Exception:  # the actor may already be dead; it is killed next anyway
+            pass
+        ray.kill(actor)
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def cmd_generate_sql(args: argparse.Namespace) -> int:
+    from backfill.cli import catalog_from_config, config_from_args
+    from backfill.driver import prepare
+
+    cfg = config_from_args(args)
+    _, catalog = catalog_from_config(cfg)
+    prepared = prepare(cfg, catalog, args.backfill_id, args.backfill_month, args.resume_from)
+    script = render_script(prepared)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(script)
+        print(f"wrote {len(build_statements(prepared))} statement(s) to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(script)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    from backfill.cli import add_common_options
+
+    p = subparsers.add_parser("generate-sql",
+                              help="write the Spark SQL of a backfill for review or manual execution")
+    add_common_options(p)
+    p.add_argument("--backfill-id", action="append", required=True,
+                   help="backfill id; repeat to consolidate several backfills into one script")
+    p.add_argument("--backfill-month", help="only entries of this month (YYYY-MM)")
+    p.add_argument("--resume-from", help="skip target partitions before this month (YYYY-MM)")
+    p.add_argument("--output", help="write the script to this file (default: standard output)")
+    p.set_defaults(func=cmd_generate_sql)

@@ -1,0 +1,161 @@
+"""estimate, cleanup-audits and the ``--method sql`` script on the real stack.
+
+estimate and cleanup need only the catalog service (pyiceberg); run_script starts one
+RayDP Spark session and its result is compared cell by cell with the reference model.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from backfill import cli
+from backfill.audit import AuditWriter
+from backfill.cleanup import cleanup_audits
+from backfill.driver import prepare
+from backfill.estimate import estimate
+from backfill.sample_data import SampleSpec
+from backfill.setup import setup_tables
+from backfill.sql_script import build_statements, run_script
+from backfill.tables import identifier, load
+from tests.integration.helpers import (diff_tables, make_config, model_entries, pyiceberg_catalog,
+                                       read_rows, read_target)
+from tests.reference_model import apply_rule
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+BID = "bf-estsql"
+UTC = timezone.utc
+
+
+@pytest.fixture(scope="module")
+def env(catalog_service):
+    cfg = make_config(catalog_service, "estsql")
+    catalog = pyiceberg_catalog(cfg)
+    spec = SampleSpec(accounts=30, months=8, first_month="2023-01", staged_accounts=8,
+                      backfill_id=BID, seed=5)
+    setup_tables(catalog, cfg, spec)
+    return cfg, catalog
+
+
+def _audit_row(bid, partition, completed, started=None, status="committed", seconds=10.0, size=None):
+    return {"backfill_id": bid, "run_id": f"run-{bid}", "target_partition": partition,
+            "status": status, "attempt": 1, "duration_seconds": seconds,
+            "started_at": started, "completed_at": completed, "bytes_read": size}
+
+
+def test_estimate_is_consistent_with_metadata(env):
+    cfg, catalog = env
+    prepared = prepare(cfg, catalog, [BID])
+    est = estimate(prepared, catalog, max_parallel=2)
+    target = catalog.load_table(identifier(cfg, "target"))
+    assert [p.partition for p in est.partitions] == [t.partition for t in prepared.plan.tasks]
+    assert est.partitions and est.basis.startswith("default")
+    for p, task in zip(est.partitions, prepared.plan.tasks):
+        assert p.data_files > 0 and p.data_bytes > 0
+        assert 0 <= p.candidate_files <= p.data_files and p.candidate_bytes <= p.data_bytes
+        assert (p.entries, p.accounts) == (len(task.entries), task.accounts)
+        rows = target.scan(row_filter=f"{cfg.tables.month_column} = '{p.partition}'").to_arrow()
+        assert p.records == rows.num_rows
+        # a partition holding an affected account has at least one candidate file
+        present = set(rows.column(cfg.tables.account_column).to_pylist())
+        if present & {e.acct for e in task.entries}:
+            assert p.candidate_files >= 1
+    assert est.wall_seconds <= est.session_start_seconds + est.partition_seconds + 1e-6
+    assert est.wall_seconds >= est.session_start_seconds + est.partition_seconds / 2 - 1e-6
+    assert "model: default" in "\n".join(est.lines())
+
+    # three past committed partitions: the model is learned from them
+    now = datetime.now(UTC)
+    AuditWriter(load(catalog, cfg, "audit")).append([
+        _audit_row("bf-hist", f"2022-0{i}", now, now, seconds=5.0 + i, size=i * 1_000_000)
+        for i in (1, 2, 3)])
+    learned = estimate(prepare(cfg, catalog, [BID]), catalog)
+    assert learned.basis.startswith("learned from 3 past partitions: a=5.0 s, b=1.000e-06")
+
+
+def test_estimate_cli_keeps_the_seed_form(env, tmp_path, capsys):
+    cfg, catalog = env
+    month = next(r["backfill_month"] for r in read_rows(catalog, cfg, "staging")
+                 if "2023-01" <= r["backfill_month"] <= "2023-08")
+    conf = tmp_path / "estsql.toml"
+    cols = ", ".join(f'["{hc.array_column}", "{hc.value_column}"]' for hc in cfg.tables.history_columns)
+    conf.write_text(
+        "[tables]\n"
+        f'staging_table = "{cfg.tables.staging_table}"\naudit_table = "{cfg.tables.audit_table}"\n'
+        f"history_columns = [{cols}]\nbuckets = 4\n"
+        f'[catalog]\ntype = "embedded"\nwarehouse = "{cfg.catalog.warehouse}"\n')
+    argv = ["estimate", "--config", str(conf), "--target-table", cfg.tables.target_table,
+            "--backfill-month", month, "--json", "--max-parallel", "2"]
+    modules = ("backfill.estimate", "backfill.cleanup", "backfill.sql_script")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cli, "COMMAND_MODULES", modules)
+        assert cli.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["backfill_ids"] == [BID] and out["max_parallel"] == 2
+    assert out["totals"]["candidate_files"] <= out["totals"]["data_files"]
+    assert all(p["partition"] >= month for p in out["partitions"])
+
+
+def test_cleanup_dry_run_then_delete(env):
+    cfg, catalog = env
+    now = datetime.now(UTC)
+    old, recent = now - timedelta(days=100), now - timedelta(days=5)
+    AuditWriter(load(catalog, cfg, "audit")).append([
+        _audit_row("bf-old", "2023-01", old, old),
+        _audit_row("bf-old", "2023-02", old, old, status="failed"),
+        _audit_row("bf-old", "2023-03", None, old, status="planned"),   # never completed: started_at
+        _audit_row("bf-mixed", "2023-01", old, old),
+        _audit_row("bf-mixed", "2023-02", recent, old),                 # completed recently: kept
+        _audit_row("bf-new", "2023-01", recent, recent),
+        _audit_row("bf-unknown", "2023-01", None, None),                # no timestamp: kept
+    ])
+    before = read_rows(catalog, cfg, "audit")
+    dry = cleanup_audits(catalog, cfg, days_to_keep=90, dry_run=True)
+    assert dry.by_backfill_id == {"bf-old": 3, "bf-mixed": 1} and not dry.deleted
+    assert "dry run: 4 audit row(s)" in dry.lines()[0]
+    assert len(read_rows(catalog, cfg, "audit")) == len(before)
+
+    assert cleanup_audits(catalog, cfg, days_to_keep=200, dry_run=False).total == 0
+    done = cleanup_audits(catalog, cfg, days_to_keep=90)
+    assert done.deleted and done.total == 4 and done.lines() == [
+        f"removed 4 audit row(s) older than {done.cutoff.isoformat(timespec='seconds')}"]
+    after = read_rows(catalog, cfg, "audit")
+    assert len(after) == len(before) - 4
+    left = {(r["backfill_id"], r["target_partition"]) for r in after}
+    assert not any(b == "bf-old" for b, _ in left)
+    assert {("bf-mixed", "2023-02"), ("bf-new", "2023-01"), ("bf-unknown", "2023-01")} <= left
+    assert cleanup_audits(catalog, cfg, days_to_keep=90, dry_run=True).total == 0
+
+
+@pytest.mark.ray
+def test_method_sql_matches_reference_model(ray_instance, catalog_service):
+    from cluster.catalog import resolve_catalog
+
+    cfg = make_config(catalog_service, "estsql_run")
+    catalog = pyiceberg_catalog(cfg)
+    spec = SampleSpec(accounts=5, months=6, first_month="2023-01", staged_accounts=5,
+                      backfill_id="bf-sqlrun", seed=9)
+    setup_tables(catalog, cfg, spec)
+    before = read_target(catalog, cfg)
+    staged = read_rows(catalog, cfg, "staging")
+    prepared = prepare(cfg, catalog, ["bf-sqlrun"])
+    assert prepared.plan.rejected, "sample data should include an entry outside every window"
+    lines: list[str] = []
+    n = run_script(prepared, resolve_catalog(cfg.catalog), progress=lines.append)
+    rejected_months = {r.entry.month for r in prepared.plan.rejected}
+    assert n == len(build_statements(prepared)) == len(lines)
+    assert n == len(prepared.plan.tasks) + 1 + len(rejected_months)
+
+    expected = apply_rule(before, model_entries(cfg, staged), cfg.tables.window)
+    actual = read_target(catalog, cfg)
+    assert actual == expected, diff_tables(actual, expected)
+    assert actual != before
+    rejected = {(r.entry.acct, r.entry.month) for r in prepared.plan.rejected}
+    for r in read_rows(catalog, cfg, "staging"):
+        want = "rejected" if (r["acct"], r["backfill_month"]) in rejected else "applied"
+        assert r["status"] == want and r["processed_at"] is not None, r
+        if want == "rejected":
+            assert "no partition" in r["error"]
