@@ -18,7 +18,8 @@ from typing import Any, Mapping, Sequence
 
 from backfill.config import Config
 from backfill.identifiers import month_literal, quote_table, string_literal
-from backfill.merge_sql import mark_staging_sql, matched_rows_sql, merge_sql, staging_source_sql
+from backfill.merge_sql import (LITERAL_SOURCE_MAX_ENTRIES, entries_source_sql, mark_staging_sql,
+                                matched_rows_sql, merge_sql, staging_source_sql)
 from backfill.plan import PartitionTask
 from backfill.results import CommitStats, PartitionOutcome
 from backfill.retry import is_transient
@@ -109,15 +110,15 @@ class PartitionWorker:
             snap, summary = done
             return PartitionOutcome(status="already_committed", completed_at=_now(), snapshot_id=snap,
                                     stats=CommitStats.from_summary(summary), **base)
-        self._refresh(self._staging)
-        source = staging_source_sql(self.cfg, task.partition, backfill_ids, staging_snapshot_id)
-        matched, staged_accounts = self.spark.sql(matched_rows_sql(self.cfg, task.partition, source)).collect()[0]
+        source, accounts = self.source_for(task, backfill_ids, staging_snapshot_id)
+        matched, staged_accounts = self.spark.sql(
+            matched_rows_sql(self.cfg, task.partition, source, accounts)).collect()[0]
         missing = int(staged_accounts) - int(matched)
         if matched == 0:
             return PartitionOutcome(status="noop", completed_at=_now(), missing_rows=missing, **base)
         props = {KEY_PARTITION: task.partition, KEY_DIGEST: task.digest, KEY_RUN: run_id,
                  KEY_IDS: ",".join(sorted(set(backfill_ids)))}
-        statement = merge_sql(self.cfg, task.partition, source)
+        statement = merge_sql(self.cfg, task.partition, source, accounts)
         t0 = time.monotonic()
         run_with_commit_properties(self.spark, props, lambda: self.spark.sql(statement).collect())
         log.info("partition %s merged in %.1f s", task.partition, time.monotonic() - t0)
@@ -128,6 +129,20 @@ class PartitionWorker:
         return PartitionOutcome(status="committed", completed_at=_now(), rows_updated=int(matched),
                                 missing_rows=missing, snapshot_id=snap,
                                 stats=CommitStats.from_summary(summary), **base)
+
+    def source_for(self, task: PartitionTask, backfill_ids: Sequence[str],
+                   staging_snapshot_id: int | None) -> tuple[str, list[int]]:
+        """The MERGE source for ``task`` and the accounts it holds.
+
+        Small tasks (the usual case) inline their planned entries as literals: no staging
+        scan per partition, and the account list becomes a pruning predicate. Large tasks
+        read the pinned staging snapshot. Both yield exactly the task's entries.
+        """
+        accounts = sorted({e.acct for e in task.entries})
+        if task.entries and len(task.entries) <= LITERAL_SOURCE_MAX_ENTRIES:
+            return entries_source_sql(self.cfg, task.partition, task.entries), accounts
+        self._refresh(self._staging)
+        return staging_source_sql(self.cfg, task.partition, backfill_ids, staging_snapshot_id), accounts
 
     def mark_staging(self, backfill_ids: Sequence[str], months: Sequence[str],
                      staging_snapshot_id: int | None, status: str, error: str | None = None) -> None:

@@ -19,7 +19,8 @@ log = logging.getLogger("backfill")
 
 
 #: Modules that add their own sub-commands: each has ``register(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("backfill.status", "backfill.report", "backfill.estimate",
+                                     "backfill.cleanup", "backfill.sql_script")
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
@@ -31,14 +32,52 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--catalog-uri", help="catalog URI (thrift://..., http://...) for non-embedded catalogs")
     g.add_argument("--catalog-name", help="Spark catalog name (default demo)")
     g.add_argument("--target-table", help="history table, [catalog.]namespace.table (default db.accounts_history)")
+    g.add_argument("--staging-table", help="staging table (default db.backfill_staging)")
+    g.add_argument("--audit-table", help="audit table (default db.backfill_audit)")
     g.add_argument("--window", type=int, help="history length W in months (default 36)")
     g.add_argument("--buckets", type=int, help="bucket count of the account column (default 64)")
     g.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="logging level (default INFO)")
 
 
+def check_option_values(args: argparse.Namespace) -> None:
+    """Reject malformed ids, months and account lists before any catalog or Ray is touched.
+
+    The same checks run again where the values are used (driver, planner, SQL builders);
+    doing them first means a typo never starts a catalog service or a Ray instance.
+    """
+    from backfill.errors import InputError
+    from backfill.identifiers import check_backfill_id
+    from backfill.months import is_month
+
+    ids = getattr(args, "backfill_id", None)
+    for bid in ([ids] if isinstance(ids, str) else ids or []):
+        check_backfill_id(bid)
+    month = getattr(args, "backfill_month", None)
+    if month is not None and not is_month(month):
+        raise InputError(f"--backfill-month {month!r} is not a month of the form 'YYYY-MM'")
+    first = getattr(args, "first_month", None)
+    if first is not None and not is_month(first):
+        raise ConfigError(f"--first-month {first!r} is not a month of the form 'YYYY-MM'")
+    resume = getattr(args, "resume_from", None)
+    if resume is not None and not is_month(resume):
+        raise ConfigError(f"--resume-from {resume!r} is not a month of the form 'YYYY-MM'")
+    sample = getattr(args, "sample_accounts", None)
+    if sample:
+        parse_accounts(sample)
+
+
+def parse_accounts(text: str) -> list[int]:
+    """``--sample-accounts 1,2,3`` as integers; ConfigError naming the option otherwise."""
+    try:
+        return [int(a) for a in text.split(",") if a.strip()]
+    except ValueError:
+        raise ConfigError(f"--sample-accounts {text!r} must be comma-separated integers") from None
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """The validated Config of a command: file, then command-line overrides."""
+    check_option_values(args)
     props = {"uri": args.catalog_uri} if getattr(args, "catalog_uri", None) else None
     cfg = load_config(
         args.config,
@@ -46,6 +85,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         catalog__type=args.catalog_type,
         catalog__name=args.catalog_name,
         tables__target_table=args.target_table,
+        tables__staging_table=args.staging_table,
+        tables__audit_table=args.audit_table,
         tables__window=args.window,
         tables__buckets=args.buckets,
         run__max_parallel=getattr(args, "max_parallel", None),
@@ -103,6 +144,12 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         for t in plan.tasks:
             print(f"  {t.partition}: {len(t.entries)} entries, {t.accounts} accounts, months {t.first_month}..{t.months[-1]}")
         return 0
+    if args.method == "sql":
+        from backfill.sql_script import run_script
+
+        n = run_script(prepared, resolved, progress=print)
+        print(f"method sql: ran {n} statement(s) in one Spark session")
+        return 0
     result = execute(prepared, resolved, catalog, progress=print)
     for line in result.summary_lines():
         print(line)
@@ -117,13 +164,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from backfill.verify import verify_backfill
 
     cfg = config_from_args(args)
+    sample = parse_accounts(args.sample_accounts) if args.sample_accounts else None
     _, catalog = catalog_from_config(cfg)
-    sample = None
-    if args.sample_accounts:
-        try:
-            sample = [int(a) for a in args.sample_accounts.split(",") if a.strip()]
-        except ValueError:
-            raise ConfigError(f"--sample-accounts {args.sample_accounts!r} must be comma-separated integers") from None
     report = verify_backfill(cfg, catalog, args.backfill_id, sample, args.as_of)
     for line in report.lines():
         print(line)
@@ -223,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", choices=["newest", "oldest"], help="partition order (default newest)")
     p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local instance)")
     p.add_argument("--iceberg-jar", help="path to iceberg-spark-runtime-3.5_2.12 jar (default: bundled)")
-    p.add_argument("--method", choices=["merge"], default="merge", help="execution method (default merge)")
+    p.add_argument("--method", choices=["merge", "sql"], default="merge",
+                   help="merge: partition actors (default); sql: run the generate-sql script in one session")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit without writing")
     p.set_defaults(func=cmd_backfill)
 

@@ -11,10 +11,12 @@ so any catalog Iceberg supports can be used; ``spark_properties`` and
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from backfill.errors import ConfigError
 from backfill.identifiers import check_identifier, split_table_name
@@ -27,8 +29,15 @@ _SEED_VALUE_COLUMNS = (
     "collateral_value",
 )
 
+log = logging.getLogger(__name__)
+
 #: Catalog kinds whose commits are not atomic across processes on a local file system.
 NON_ATOMIC_CATALOG_TYPES = frozenset({"hadoop"})
+#: ``catalog-impl`` classes that are the same non-atomic catalog under another spelling.
+NON_ATOMIC_CATALOG_IMPLS = frozenset({"org.apache.iceberg.hadoop.HadoopCatalog"})
+
+#: Longest history array column: merge_sql adds the suffix '__updates' (identifiers <= 128).
+_MAX_ARRAY_COLUMN = 128 - len("__updates")
 
 #: Property keys whose values are secrets: never logged, audited or printed.
 SECRET_KEY_MARKERS = ("password", "secret", "token", "credential", "key")
@@ -92,8 +101,21 @@ class CatalogConfig:
         return Path(w).expanduser().resolve()
 
     def redacted_properties(self) -> dict[str, str]:
-        """Properties with secret values replaced, for logs, reports and errors."""
-        return {k: ("***" if is_secret_key(k) else v) for k, v in self.properties.items()}
+        """Properties with secret values replaced, for logs, reports and errors.
+
+        Secret-keyed values become ``***``, and so do a password in a URL's user info
+        and secret-keyed query parameters of a URL (``...?token=...``).
+        """
+        return redact_properties(self.properties)
+
+    @property
+    def non_atomic(self) -> bool:
+        """True for a catalog whose commits are not atomic across processes (hadoop)."""
+        if self.type.strip().lower() in NON_ATOMIC_CATALOG_TYPES:
+            return True
+        impls = {str(p.get("catalog-impl", "")).strip()
+                 for p in (self.properties, self.spark_properties)}
+        return bool(impls & NON_ATOMIC_CATALOG_IMPLS)
 
 
 @dataclass(frozen=True)
@@ -141,6 +163,12 @@ class Config:
     spark: SparkConfig = field(default_factory=SparkConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
+    def __post_init__(self) -> None:
+        # ``allow_unsafe_serial`` accepts a non-atomic catalog by running one partition at
+        # a time: clamp here, so every path (CLI, Python API, actors) sees max_parallel 1.
+        if self.catalog.allow_unsafe_serial and self.catalog.non_atomic and self.run.max_parallel > 1:
+            object.__setattr__(self, "run", dataclasses.replace(self.run, max_parallel=1))
+
     def table_parts(self, which: str) -> tuple[str, str, str]:
         """(catalog, namespace, table) of ``which`` in {'target', 'staging', 'audit'}."""
         return qualify(getattr(self.tables, f"{which}_table"), self.catalog.name, f"{which} table")
@@ -155,6 +183,71 @@ def is_secret_key(key: str) -> bool:
     """True for catalog property keys whose values must never be shown."""
     lowered = key.lower()
     return any(marker in lowered for marker in SECRET_KEY_MARKERS)
+
+
+def redact_url(value: str) -> str:
+    """``value`` with a URL password and secret-keyed query parameters replaced by ``***``.
+
+    Handles ``scheme://user:password@host/...`` and ``...?token=...&password=...`` (also
+    inside ``jdbc:...`` URLs); anything that is not a URL is returned unchanged.
+    """
+    if "://" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:
+        return "***"  # unparsable: do not risk showing it
+    netloc = parts.netloc
+    if password is not None:
+        netloc = netloc.replace(f":{password}@", ":***@", 1)
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(is_secret_key(k) for k, _ in pairs):
+            query = urlencode([(k, "***" if is_secret_key(k) else v) for k, v in pairs], safe="*")
+    path = parts.path
+    if "://" in path:  # jdbc:postgresql://user:pw@host/db: the inner URL is the path
+        path = redact_url(path)
+    return urlunsplit(parts._replace(netloc=netloc, query=query, path=path))
+
+
+def redact_properties(props: Mapping[str, Any]) -> dict[str, str]:
+    """Secret-keyed values become ``***``; secrets inside URL values are replaced too."""
+    return {k: ("***" if is_secret_key(k) else redact_url(str(v))) for k, v in props.items()}
+
+
+def secret_values(props: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Every secret string of the given property maps, to scrub from free text.
+
+    That is the values of secret keys, URL passwords and secret query parameters. Values
+    shorter than 4 characters are left out (scrubbing them would mangle ordinary text).
+    """
+    found: set[str] = set()
+    for mapping in props:
+        for k, v in mapping.items():
+            text = str(v)
+            if is_secret_key(k):
+                found.add(text)
+                continue
+            if "://" not in text:
+                continue
+            for url in (text, text.split(":", 1)[1] if text.startswith("jdbc:") else ""):
+                try:
+                    parts = urlsplit(url)
+                    if parts.password:
+                        found.add(parts.password)
+                    found.update(v for k2, v in parse_qsl(parts.query) if is_secret_key(k2))
+                except ValueError:
+                    found.add(text)
+    return {s for s in found if len(s) >= 4}
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each secret replaced by ``***`` (longest first)."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def qualify(name: str, catalog: str, what: str) -> tuple[str, str, str]:
@@ -182,6 +275,10 @@ def validate(cfg: Config) -> None:
     seen: set[str] = set()
     for hc in t.history_columns:
         check_identifier(hc.array_column, "history array column")
+        if len(hc.array_column) > _MAX_ARRAY_COLUMN:
+            # the MERGE names a helper column '<array_column>__updates', itself an identifier
+            raise ConfigError(f"history array column {hc.array_column!r} is longer than "
+                              f"{_MAX_ARRAY_COLUMN} characters")
         check_identifier(hc.value_column, "staging value column")
         for name in (hc.array_column.lower(), "v:" + hc.value_column.lower()):
             if name in seen:
@@ -211,14 +308,23 @@ def validate(cfg: Config) -> None:
     s = cfg.spark
     if s.num_executors < 1 or s.executor_cores < 1:
         raise ConfigError("spark num_executors and executor_cores must be at least 1")
-    if cfg.catalog.type in NON_ATOMIC_CATALOG_TYPES and r.max_parallel > 1:
+    if cfg.catalog.non_atomic and r.max_parallel > 1:
         from backfill.errors import CatalogUnsafeError
 
+        kind = cfg.catalog.type if cfg.catalog.type.strip().lower() in NON_ATOMIC_CATALOG_TYPES \
+            else "hadoop (catalog-impl HadoopCatalog)"
         raise CatalogUnsafeError(
-            f"catalog type {cfg.catalog.type!r} has no atomic commits across processes: "
-            f"--max-parallel {r.max_parallel} could lose commits. Use a Hive metastore, REST, "
-            "Glue or JDBC catalog, or run with --max-parallel 1"
+            f"catalog type {kind!r} has no atomic commits across processes: max_parallel "
+            f"{r.max_parallel} (--max-parallel) would run partition MERGEs in parallel and could "
+            "lose commits. To fix it, do one of: pass --max-parallel 1 (or set max_parallel = 1 "
+            "under [run]); set allow_unsafe_serial = true under [catalog] in the config file to "
+            "run one partition at a time whatever max_parallel says; or use a catalog with "
+            "atomic commits (Hive metastore, REST, Glue, JDBC on PostgreSQL)"
         )
+    if cfg.catalog.non_atomic and cfg.catalog.allow_unsafe_serial:
+        log.warning("catalog %r has no atomic commits across processes: running one partition "
+                    "at a time (allow_unsafe_serial = true); no other process may write to its "
+                    "tables meanwhile", cfg.catalog.name)
 
 
 # ---------------------------------------------------------------------------- loading

@@ -182,11 +182,15 @@ def execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
     spark_conf = resolved_catalog.spark_conf()
     # SPREAD: each actor holds a whole Spark session; spreading them over nodes spreads the
     # executors they start too. A dead actor is replaced by the pool, never restarted.
-    remote_cls = ray.remote(PartitionWorker).options(num_cpus=cfg.run.actor_cpus, max_restarts=0,
-                                                   max_concurrency=1, scheduling_strategy="SPREAD")
+    actor_cls = ray.remote(PartitionWorker)
 
     def make_actor(n: int) -> Any:
-        return remote_cls.remote(cfg, spark_conf, f"backfill-{prepared.run_id}-a{n}")
+        # named, so operators (and fault tests) can find a run's actors with `ray list actors`
+        name = f"backfill-{prepared.run_id}-a{n}"
+        return actor_cls.options(
+            name=name, namespace=cfg.run.checkpoint_namespace, num_cpus=cfg.run.actor_cpus,
+            max_restarts=0, max_concurrency=1, scheduling_strategy="SPREAD",
+        ).remote(cfg, spark_conf, name)
 
     def submit(actor: Any, task: PartitionTask, attempt: int) -> Any:
         ckpt.mark(key, task.partition, RUNNING, run_id=prepared.run_id)  # durable before it starts

@@ -7,7 +7,9 @@ cost of each planned partition from Iceberg scan planning through pyiceberg: the
 files of the partition, and among them the *candidate* files whose account min/max
 bounds hold at least one affected account. With copy-on-write and runtime file
 filtering (DESIGN.md section 6) only files that really hold an affected row are rewritten,
-so candidate bytes are an upper bound of what each MERGE reads and rewrites.
+so candidate bytes are an upper bound of what each MERGE reads and rewrites. A file is a
+candidate when some affected account hashes to its ``bucket(acct)`` partition value and
+lies within its account min/max bounds.
 
 Duration comes from a throughput model ``seconds = a + b * candidate_bytes`` per
 partition, least-squares fitted to committed partitions of past runs (audit table).
@@ -22,7 +24,7 @@ import bisect
 import json
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from backfill import tables
 from backfill.errors import ConfigError, InputError
@@ -45,41 +47,75 @@ SESSION_START_SECONDS = 20.0
 
 @dataclass(frozen=True)
 class FileBounds:
-    """One data file: its size, rows and decoded account bounds (None when unknown)."""
+    """One data file: size, rows, decoded account bounds and account bucket (None when unknown).
+
+    ``bucket`` is the file's value of the ``bucket(num_buckets, acct)`` partition field:
+    with a bucketed spec every account of the file hashes to it, which prunes far more
+    than min/max bounds (hashing spreads each bucket over the whole account range).
+    """
 
     size_bytes: int
     record_count: int
     acct_lower: int | None
     acct_upper: int | None
+    bucket: int | None = None
+    num_buckets: int | None = None
 
 
-def may_hold_any(bounds: FileBounds, sorted_accounts: Sequence[int]) -> bool:
-    """True when some account of ``sorted_accounts`` lies within the file's [lower, upper].
+#: bucket function (num_buckets, account) -> bucket, e.g. Iceberg's murmur3 bucket transform.
+BucketFn = Callable[[int, int], int]
 
-    A file without bounds (stats not written, or truncated) is assumed to hold one,
-    so the estimate never undercounts.
+
+def iceberg_bucket(num_buckets: int, acct: int) -> int:
+    """Iceberg's bucket transform of a long account (the same hash Spark writes with)."""
+    from pyiceberg.transforms import BucketTransform
+    from pyiceberg.types import LongType
+
+    return int(BucketTransform(num_buckets).transform(LongType())(acct))
+
+
+def may_hold_any(bounds: FileBounds, sorted_accounts: Sequence[int],
+                 bucket_of: BucketFn | None = None) -> bool:
+    """True when some account of ``sorted_accounts`` may be in the file.
+
+    That account must lie within the file's [lower, upper] and, when the file has a
+    bucket and ``bucket_of`` is given, hash to the file's bucket. Missing bounds or
+    bucket (stats not written, or an unbucketed spec) never exclude a file, so the
+    estimate never undercounts.
     """
-    if not sorted_accounts:
+    accts: Sequence[int] = sorted_accounts
+    if bucket_of is not None and bounds.bucket is not None and bounds.num_buckets:
+        accts = [a for a in sorted_accounts if bucket_of(bounds.num_buckets, a) == bounds.bucket]
+    if not accts:
         return False
     if bounds.acct_lower is None or bounds.acct_upper is None:
         return True
-    i = bisect.bisect_left(sorted_accounts, bounds.acct_lower)
-    return i < len(sorted_accounts) and sorted_accounts[i] <= bounds.acct_upper
+    i = bisect.bisect_left(accts, bounds.acct_lower)
+    return i < len(accts) and accts[i] <= bounds.acct_upper
 
 
-def count_candidates(files: Iterable[FileBounds], accounts: Iterable[int]) -> tuple[int, int]:
+def count_candidates(files: Iterable[FileBounds], accounts: Iterable[int],
+                     bucket_of: BucketFn | None = iceberg_bucket) -> tuple[int, int]:
     """(files, bytes) among ``files`` that may hold one of ``accounts``."""
     accts = sorted(set(accounts))
+    memo: dict[tuple[int, int], int] = {}
+
+    def cached(n: int, a: int) -> int:
+        if (n, a) not in memo:
+            memo[(n, a)] = bucket_of(n, a)  # type: ignore[misc]
+        return memo[(n, a)]
+
     n = size = 0
     for f in files:
-        if may_hold_any(f, accts):
+        if may_hold_any(f, accts, cached if bucket_of is not None else None):
             n += 1
             size += f.size_bytes
     return n, size
 
 
-def decode_bounds(data_file: Any, field_id: int, field_type: Any) -> FileBounds:
-    """FileBounds of a pyiceberg DataFile, decoding the account column's bounds."""
+def decode_bounds(data_file: Any, field_id: int, field_type: Any,
+                  bucket_pos: int | None = None, num_buckets: int | None = None) -> FileBounds:
+    """FileBounds of a pyiceberg DataFile: account bounds decoded, bucket read from its partition."""
     from pyiceberg.conversions import from_bytes
 
     def bound(raw: Mapping[int, bytes] | None) -> int | None:
@@ -87,8 +123,23 @@ def decode_bounds(data_file: Any, field_id: int, field_type: Any) -> FileBounds:
             return None
         return int(from_bytes(field_type, raw[field_id]))
 
+    bucket = None
+    if bucket_pos is not None and num_buckets:
+        value = data_file.partition[bucket_pos]
+        bucket = None if value is None else int(value)
     return FileBounds(int(data_file.file_size_in_bytes), int(data_file.record_count),
-                      bound(data_file.lower_bounds), bound(data_file.upper_bounds))
+                      bound(data_file.lower_bounds), bound(data_file.upper_bounds),
+                      bucket, num_buckets if bucket is not None else None)
+
+
+def _bucket_field(spec: Any, source_id: int) -> tuple[int | None, int | None]:
+    """(position, num_buckets) of the spec's bucket field on the account column, if any."""
+    from pyiceberg.transforms import BucketTransform
+
+    for pos, pf in enumerate(spec.fields):
+        if pf.source_id == source_id and isinstance(pf.transform, BucketTransform):
+            return pos, pf.transform.num_buckets
+    return None, None
 
 
 def partition_files(table: Any, month_column: str, account_column: str, partition: str) -> list[FileBounds]:
@@ -96,8 +147,13 @@ def partition_files(table: Any, month_column: str, account_column: str, partitio
     from pyiceberg.expressions import EqualTo
 
     field = table.schema().find_field(account_column)
+    specs = table.specs()
     tasks = table.scan(row_filter=EqualTo(month_column, partition)).plan_files()
-    return [decode_bounds(t.file, field.field_id, field.field_type) for t in tasks]
+    out = []
+    for t in tasks:
+        pos, n = _bucket_field(specs[t.file.spec_id], field.field_id)
+        out.append(decode_bounds(t.file, field.field_id, field.field_type, pos, n))
+    return out
 
 
 # ---------------------------------------------------------------------- throughput model
@@ -258,8 +314,9 @@ class Estimate:
                        f"{p.data_bytes / 2**20:>9.2f} {p.candidate_files:>5} "
                        f"{p.candidate_bytes / 2**20:>9.2f} {p.seconds:>8.1f}{mark}")
         out += [
-            f"  total: {t['data_files']} data files ({t['data_bytes'] / 2**20:.2f} MiB, {t['records']} rows), "
-            f"{t['candidate_files']} candidate files ({t['candidate_bytes'] / 2**20:.2f} MiB) hold affected accounts",
+            f"  total: {t['data_files']} data files ({t['data_bytes'] / 2**20:.2f} MiB, "
+            f"{t['records']} rows), {t['candidate_files']} candidate files "
+            f"({t['candidate_bytes'] / 2**20:.2f} MiB) hold affected accounts",
             f"  model: {self.basis}",
             f"  partition work {self.partition_seconds:.0f} s; wall time with max parallel "
             f"{self.max_parallel}: ~{self.wall_seconds:.0f} s "

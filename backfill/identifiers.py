@@ -14,8 +14,9 @@ from decimal import Decimal
 from backfill.errors import ConfigError, InputError
 from backfill.months import is_month
 
-_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_BACKFILL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+#: Always used with ``fullmatch``: ``re.match`` with ``$`` would accept a trailing newline.
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_BACKFILL_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
 
 
 def check_identifier(name: object, what: str = "identifier") -> str:
@@ -24,7 +25,7 @@ def check_identifier(name: object, what: str = "identifier") -> str:
     Raises:
         ConfigError: naming ``what`` and the value otherwise.
     """
-    if not isinstance(name, str) or _IDENT_RE.match(name) is None:
+    if not isinstance(name, str) or _IDENT_RE.fullmatch(name) is None:
         raise ConfigError(
             f"{what} {name!r} is not a plain identifier: use letters, digits and '_' "
             "and start with a letter or '_'"
@@ -56,7 +57,7 @@ def quote_table(parts: tuple[str, ...]) -> str:
 
 def check_backfill_id(value: object) -> str:
     """Return ``value`` if it is a safe backfill id (letters, digits, '_', '.', ':', '-')."""
-    if not isinstance(value, str) or _BACKFILL_ID_RE.match(value) is None:
+    if not isinstance(value, str) or _BACKFILL_ID_RE.fullmatch(value) is None:
         raise InputError(
             f"backfill id {value!r} is not valid: use 1-128 letters, digits, '_', '.', ':' or '-', "
             "starting with a letter or digit"
@@ -66,7 +67,7 @@ def check_backfill_id(value: object) -> str:
 
 def string_literal(value: str) -> str:
     """Single-quoted literal for a value that already passed a strict pattern check."""
-    if not (is_month(value) or _BACKFILL_ID_RE.match(value) or _IDENT_RE.match(value)):
+    if not (is_month(value) or _BACKFILL_ID_RE.fullmatch(value) or _IDENT_RE.fullmatch(value)):
         raise InputError(f"value {value!r} cannot be used as a SQL literal")
     return f"'{value}'"
 

@@ -14,14 +14,26 @@ a validated month, a validated backfill id or an integer.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from backfill.config import Config, HistoryColumn
-from backfill.identifiers import (check_backfill_id, int_literal, month_literal, quote_identifier,
-                                  quote_table, string_literal)
+from backfill.identifiers import (check_backfill_id, decimal_literal, int_literal, month_literal,
+                                  quote_identifier, quote_table, string_literal)
 from backfill.months import add_months, parse_month
 
+if TYPE_CHECKING:
+    from backfill.entries import Entry
+
 _MAP_SUFFIX = "__updates"
+
+#: Up to this many entries a partition's source is an inline literal table built from the
+#: planned entries (no staging scan per partition); above it, the pinned staging snapshot
+#: is read. Both give the same rows: the planner's entries are the pinned pending rows.
+LITERAL_SOURCE_MAX_ENTRIES = 20_000
+#: Up to this many accounts the ON clause carries ``t.acct IN (<literals>)``: Iceberg
+#: projects it through bucket(N, acct) to drop untouched buckets' files, and (up to 200
+#: values) checks file and row-group min/max. Above it, no account predicate.
+ACCT_IN_MAX = 5_000
 
 
 def _q(name: str) -> str:
@@ -50,6 +62,18 @@ def staging_source_sql(
     if staging_snapshot_id is not None:
         staging += f" VERSION AS OF {int_literal(staging_snapshot_id, 'staging snapshot id')}"
     # month index of backfill_month, then offset k = index(P) - index(m)
+    return (
+        updates_select(cfg, p_index)
+        + f"  FROM {staging} s\n"
+        f"  WHERE s.`backfill_id` IN ({ids})\n"
+        "    AND s.`status` = 'pending'\n"
+        f"    AND s.`backfill_month` BETWEEN {month_literal(first)} AND {month_literal(partition)}\n"
+        "  GROUP BY s.`acct`"
+    )
+
+
+def updates_select(cfg: Config, p_index: int) -> str:
+    """``SELECT acct, map<offset, value> per column`` over rows ``s`` (staging shape)."""
     month_index = ("(CAST(substring(s.`backfill_month`, 1, 4) AS INT) * 12 "
                    "+ CAST(substring(s.`backfill_month`, 6, 2) AS INT) - 1)")
     offset = f"({int_literal(p_index)} - {month_index})"
@@ -64,12 +88,56 @@ def staging_source_sql(
         "SELECT\n"
         f"    s.`acct` AS {_q(cfg.tables.account_column)},\n"
         + ",\n".join(maps) + "\n"
-        f"  FROM {staging} s\n"
-        f"  WHERE s.`backfill_id` IN ({ids})\n"
-        "    AND s.`status` = 'pending'\n"
-        f"    AND s.`backfill_month` BETWEEN {month_literal(first)} AND {month_literal(partition)}\n"
+    )
+
+
+def entries_source_sql(cfg: Config, partition: str, entries: Sequence["Entry"]) -> str:
+    """The same per-account maps as :func:`staging_source_sql`, from planned entries.
+
+    The entries are inlined as a literal table, so a partition's MERGE needs no staging
+    scan (Iceberg planning plus a Parquet read per partition) and its source is a tiny
+    local relation Spark broadcasts. Every entry must lie in the partition's window; the
+    planner guarantees that, and it is checked here. Values become typed DECIMAL literals.
+    """
+    window = cfg.tables.window
+    p_index = parse_month(partition)
+    if not entries:
+        raise ValueError("at least one entry is needed")
+    cols = cfg.tables.history_columns
+    rows = []
+    for e in entries:
+        k = p_index - parse_month(e.month)
+        if not 0 <= k <= window - 1:
+            raise ValueError(f"entry acct={e.acct} month={e.month} is outside the window of {partition}")
+        if len(e.values) != len(cols):
+            raise ValueError(f"entry acct={e.acct} month={e.month} has {len(e.values)} values, "
+                             f"expected {len(cols)}")
+        vals = ", ".join("CAST(NULL AS DECIMAL(18,2))" if v is None else decimal_literal(v)
+                         for v in e.values)
+        rows.append(f"({int_literal(e.acct, 'account')}, {month_literal(e.month)}, {vals})")
+    names = ", ".join(["`acct`", "`backfill_month`"] + [_q(hc.value_column) for hc in cols])
+    return (
+        updates_select(cfg, p_index)
+        + "  FROM VALUES\n    " + ",\n    ".join(rows) + f"\n    AS s({names})\n"
         "  GROUP BY s.`acct`"
     )
+
+
+def account_predicate(cfg: Config, accounts: Iterable[int] | None, alias: str = "t") -> str:
+    """`` AND t.acct IN (...)`` for at most :data:`ACCT_IN_MAX` accounts, else ``""``.
+
+    A target-only literal predicate in the ON clause is pushed into the MERGE's scan:
+    files of buckets holding none of the accounts are skipped from partition values
+    alone, and file and row-group min/max prune further for short lists. It never
+    changes which rows match: a row can only match an account of the source.
+    """
+    if accounts is None:
+        return ""
+    accts = sorted(set(accounts))
+    if not accts or len(accts) > ACCT_IN_MAX:
+        return ""
+    listed = ", ".join(int_literal(a, "account") for a in accts)
+    return f" AND {alias}.{_q(cfg.tables.account_column)} IN ({listed})"
 
 
 def updated_array_sql(hc: HistoryColumn, target_alias: str = "t", source_alias: str = "s") -> str:
@@ -92,13 +160,15 @@ def updated_array_sql(hc: HistoryColumn, target_alias: str = "t", source_alias: 
     )
 
 
-def merge_sql(cfg: Config, partition: str, source_sql: str) -> str:
+def merge_sql(cfg: Config, partition: str, source_sql: str,
+              accounts: Iterable[int] | None = None) -> str:
     """MERGE INTO the target for one partition, pinned to the partition literal.
 
     Pinning ``t.month = 'P'`` in the ON clause lets Iceberg prune to that partition and
     keeps the commit's conflict filter to that partition, so parallel partition MERGEs
     do not conflict with each other. Only matched rows are updated; missing rows are
-    never created.
+    never created. With ``accounts`` (the source's accounts), a literal account predicate
+    is added for pruning (:func:`account_predicate`).
     """
     t = cfg.tables
     target = quote_table(cfg.table_parts("target"))
@@ -107,13 +177,15 @@ def merge_sql(cfg: Config, partition: str, source_sql: str) -> str:
     return (
         f"MERGE INTO {target} t\n"
         f"USING (\n  {source_sql}\n) s\n"
-        f"ON t.{_q(t.month_column)} = {month_literal(partition)} AND t.{acct} = s.{acct}\n"
+        f"ON t.{_q(t.month_column)} = {month_literal(partition)} AND t.{acct} = s.{acct}"
+        f"{account_predicate(cfg, accounts)}\n"
         "WHEN MATCHED THEN UPDATE SET\n"
         f"{sets}"
     )
 
 
-def matched_rows_sql(cfg: Config, partition: str, source_sql: str) -> str:
+def matched_rows_sql(cfg: Config, partition: str, source_sql: str,
+                     accounts: Iterable[int] | None = None) -> str:
     """Count of target rows in ``partition`` that have updates (the rows the MERGE rewrites)."""
     t = cfg.tables
     target = quote_table(cfg.table_parts("target"))
@@ -121,7 +193,8 @@ def matched_rows_sql(cfg: Config, partition: str, source_sql: str) -> str:
     return (
         f"SELECT count(*) AS matched, (SELECT count(*) FROM ({source_sql}) x) AS staged_accounts\n"
         f"FROM {target} t\n"
-        f"WHERE t.{_q(t.month_column)} = {month_literal(partition)}\n"
+        f"WHERE t.{_q(t.month_column)} = {month_literal(partition)}"
+        f"{account_predicate(cfg, accounts)}\n"
         f"  AND t.{acct} IN (SELECT {acct} FROM ({source_sql}) s)"
     )
 

@@ -11,12 +11,14 @@ import re
 
 from backfill.errors import InputError
 
-_MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+#: ASCII digits only (``\d`` would accept e.g. fullwidth digits) and no trailing newline
+#: (``$`` matches before one): used with ``fullmatch``.
+_MONTH_RE = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 
 
 def is_month(value: object) -> bool:
     """True when ``value`` is a string of the exact form 'YYYY-MM' with a month 01..12."""
-    return isinstance(value, str) and _MONTH_RE.match(value) is not None
+    return isinstance(value, str) and _MONTH_RE.fullmatch(value) is not None
 
 
 def parse_month(value: object, what: str = "month") -> int:
@@ -27,7 +29,7 @@ def parse_month(value: object, what: str = "month") -> int:
     """
     if not isinstance(value, str):
         raise InputError(f"{what} must be a 'YYYY-MM' string, got {value!r}")
-    match = _MONTH_RE.match(value)
+    match = _MONTH_RE.fullmatch(value)
     if match is None:
         raise InputError(f"{what} {value!r} is not a month of the form 'YYYY-MM' (e.g. '2023-12')")
     return int(match.group(1)) * 12 + int(match.group(2)) - 1

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Mapping
-from urllib.parse import urlsplit, urlunsplit
-
-from backfill.config import CatalogConfig, is_secret_key
+from backfill.config import CatalogConfig, redact_properties, redact_url, scrub, secret_values
 from backfill.errors import EnvironmentProblem
 
 SPARK_CATALOG_CLASS = "org.apache.iceberg.spark.SparkCatalog"
@@ -27,16 +25,11 @@ EMBEDDED_PYICEBERG_DEFAULTS: Mapping[str, str] = {"hive.hive2-compatible": "true
 
 
 def _redact(props: Mapping[str, str]) -> dict[str, str]:
-    """Secret-keyed values become ``***``; so does a password inside a URL's user info."""
-    return {k: ("***" if is_secret_key(k) else _redact_url(str(v))) for k, v in props.items()}
+    """Secret-keyed values become ``***``; so do URL passwords and secret query parameters."""
+    return redact_properties(props)
 
 
-def _redact_url(value: str) -> str:
-    parts = urlsplit(value) if "://" in value else None
-    if parts is None or parts.password is None:
-        return value
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+_redact_url = redact_url
 
 
 @dataclass(frozen=True)
@@ -95,6 +88,10 @@ class ResolvedCatalog:
             "pyiceberg_properties": _redact(self.pyiceberg_extra),
         }
 
+    def secrets(self) -> set[str]:
+        """Every secret value of this catalog, to scrub from exception text and logs."""
+        return secret_values((self.properties, self.spark_extra, self.pyiceberg_extra))
+
 
 def resolve_catalog(cfg: CatalogConfig, start_service: bool = True) -> ResolvedCatalog:
     """What Spark and pyiceberg need for ``cfg``; starts the embedded service if asked.
@@ -141,10 +138,16 @@ def load_pyiceberg_catalog(resolved: ResolvedCatalog) -> Any:
         catalog = load_catalog(resolved.name, **props)
         catalog.list_namespaces()
     except (OSError, ConnectionError) as exc:
-        raise _unreachable(resolved, exc) from exc
+        raise _unreachable(resolved, exc) from None
     except Exception as exc:  # thrift and HTTP clients raise their own transport errors
         if _looks_like_connection_error(exc):
-            raise _unreachable(resolved, exc) from exc
+            raise _unreachable(resolved, exc) from None
+        text = f"{type(exc).__name__}: {exc}"
+        clean = scrub(text, resolved.secrets())
+        if clean != text:  # the client quoted a secret: never let it reach a log or terminal
+            raise EnvironmentProblem(
+                f"cannot open catalog {resolved.name!r} ({resolved.type}): {clean}"
+            ) from None
         raise
     return catalog
 
@@ -159,8 +162,10 @@ def _looks_like_connection_error(exc: BaseException) -> bool:
 
 def _unreachable(resolved: ResolvedCatalog, exc: BaseException) -> EnvironmentProblem:
     where = _redact(resolved.properties).get("uri", "(no uri property)")
+    # Clients quote the URL they called (query string included): scrub every secret.
+    detail = scrub(str(exc), resolved.secrets())
     return EnvironmentProblem(
-        f"cannot reach catalog {resolved.name!r} ({resolved.type}) at {where}: {exc}. Check that "
+        f"cannot reach catalog {resolved.name!r} ({resolved.type}) at {where}: {detail}. Check that "
         "the catalog service is running (the embedded one starts with "
         "`iceberg-backfill catalog start`) and that the uri is right"
     )

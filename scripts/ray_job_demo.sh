@@ -66,7 +66,7 @@ cleanup() {
   set +e
   echo
   echo "== cleanup"
-  "$PYTHON" -m backfill catalog stop --warehouse "$WAREHOUSE" --log-level WARNING 2>/dev/null \
+  "$PYTHON" -m backfill catalog stop --warehouse "$WAREHOUSE" --log-level WARNING >/dev/null 2>&1 \
     && echo "embedded catalog stopped"
   if [[ -n "$HEAD_PID" ]] && kill -0 "$HEAD_PID" 2>/dev/null; then
     kill -TERM "$HEAD_PID"

@@ -16,7 +16,7 @@ from backfill.driver import PreparedRun
 from backfill.entries import Entry
 from backfill.errors import ConfigError, InputError
 from backfill.estimate import (DEFAULT_SECONDS_PER_PARTITION, FileBounds, audit_samples,
-                               count_candidates, fit_model, makespan, may_hold_any)
+                               count_candidates, fit_model, iceberg_bucket, makespan, may_hold_any)
 from backfill.plan import plan_run
 from backfill.sql_script import build_statements, render_script
 
@@ -52,6 +52,23 @@ def test_count_candidates_counts_files_and_bytes():
     assert count_candidates(files, [15, 15, 25]) == (3, 20 + 40 + 80)
     assert count_candidates(files, [100]) == (1, 80)
     assert count_candidates([], [1]) == (0, 0)
+
+
+def test_bucket_prunes_files_whose_bounds_hold_an_account_of_another_bucket():
+    mod4 = lambda n, a: a % n  # noqa: E731
+    wide = [FileBounds(10 * (b + 1), 5, 0, 1000, bucket=b, num_buckets=4) for b in range(4)]
+    assert count_candidates(wide, [5, 9], bucket_of=mod4) == (1, 20)          # both in bucket 1
+    assert count_candidates(wide, [5, 6], bucket_of=mod4) == (2, 20 + 30)
+    assert count_candidates(wide, [5, 9], bucket_of=None) == (4, 100)         # bounds only
+    # bucket matches but the bounds exclude the account
+    assert not may_hold_any(FileBounds(1, 1, 10, 20, bucket=1, num_buckets=4), [5, 25], mod4)
+    # a file with no bucket value is only pruned by bounds
+    assert may_hold_any(FileBounds(1, 1, 0, 9, bucket=None, num_buckets=None), [6], mod4)
+
+
+def test_iceberg_bucket_is_the_spec_hash():
+    # Iceberg spec, appendix B: hash(34L) = 2017239379 -> bucket 79 of 100
+    assert iceberg_bucket(100, 34) == 2017239379 % 100
 
 
 # ------------------------------------------------------------------ throughput model
@@ -125,7 +142,6 @@ def test_cutoff_rejects_bad_retention(days):
 
 
 def test_cleanup_command_rejects_negative_days_before_touching_a_catalog(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("backfill.cleanup",))
     monkeypatch.setattr(cli, "catalog_from_config", lambda cfg: pytest.fail("catalog used"))
     assert cli.main(["cleanup-audits", "--days-to-keep", "-1"]) == ConfigError.exit_code
     assert "--days-to-keep" in capsys.readouterr().err
@@ -258,8 +274,6 @@ def test_hostile_partition_values_are_ignored_not_spliced():
 
 
 def test_subcommands_register_and_parse(monkeypatch):
-    monkeypatch.setattr(cli, "COMMAND_MODULES",
-                        ("backfill.estimate", "backfill.cleanup", "backfill.sql_script"))
     parser = cli.build_parser()
     a = parser.parse_args(["estimate", "--target-table", "db.t", "--backfill-month", "2023-12"])
     assert a.backfill_id is None and a.backfill_month == "2023-12" and a.target_table == "db.t"
@@ -274,7 +288,6 @@ def test_subcommands_register_and_parse(monkeypatch):
 
 
 def test_estimate_rejects_bad_month_before_touching_a_catalog(monkeypatch):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("backfill.estimate",))
     monkeypatch.setattr(cli, "catalog_from_config", lambda cfg: pytest.fail("catalog used"))
     assert cli.main(["estimate", "--backfill-month", "2023-13"]) == InputError.exit_code
 

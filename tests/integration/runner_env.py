@@ -1,0 +1,85 @@
+"""Building blocks for the runner's real-stack tests: a staged multi-partition backfill,
+a TOML config for subprocess drivers, and commit counting from snapshot summaries."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from backfill.config import Config
+from backfill.months import add_months
+from backfill.sample_data import SampleSpec
+from backfill.setup import setup_tables
+from backfill.tables import identifier
+from tests.integration.helpers import model_entries, read_rows, read_target
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def stage_wide_backfill(catalog: Any, cfg: Config, backfill_id: str, months: int = 14,
+                        accounts: int = 24, seed: int = 5) -> tuple[dict, list[dict]]:
+    """Tables with ``months`` partitions and staged entries touching all of them."""
+    spec = SampleSpec(accounts=accounts, months=months, first_month="2023-01",
+                      staged_accounts=accounts // 2, backfill_id=backfill_id, seed=seed)
+    setup_tables(catalog, cfg, spec)
+    return read_target(catalog, cfg), [r for r in read_rows(catalog, cfg, "staging")
+                                       if r["backfill_id"] == backfill_id]
+
+
+def commits_per_partition(catalog: Any, cfg: Config, backfill_id: str) -> Counter:
+    """How many target snapshots each (partition, digest) of ``backfill_id`` has."""
+    table = catalog.load_table(identifier(cfg, "target"))
+    counts: Counter = Counter()
+    for snap in table.metadata.snapshots:
+        props = snap.summary.additional_properties if snap.summary else {}
+        if backfill_id in props.get("backfill.ids", "").split(","):
+            counts[(props["backfill.partition"], props["backfill.digest"])] += 1
+    return counts
+
+
+def write_toml(cfg: Config, path: Path) -> Path:
+    """The test config as a TOML file, for drivers started as subprocesses."""
+    t, c, r = cfg.tables, cfg.catalog, cfg.run
+    cols = ", ".join(f'["{h.array_column}", "{h.value_column}"]' for h in t.history_columns)
+    spark_conf = ", ".join(f'"{k}" = "{v}"' for k, v in cfg.spark.conf.items())
+    path.write_text(f"""
+[tables]
+target_table = "{t.target_table}"
+staging_table = "{t.staging_table}"
+audit_table = "{t.audit_table}"
+window = {t.window}
+buckets = {t.buckets}
+history_columns = [{cols}]
+[catalog]
+type = "{c.type}"
+warehouse = "{c.warehouse}"
+[spark]
+executor_memory = "{cfg.spark.executor_memory}"
+conf = {{ {spark_conf} }}
+[run]
+max_parallel = {r.max_parallel}
+retry_backoff_seconds = {r.retry_backoff_seconds}
+""")
+    return path
+
+
+def driver_process(args: list[str], ray_address: str, log: Path) -> subprocess.Popen:
+    """``python -m backfill ...`` as a separate driver process attached to the test's Ray."""
+    env = {**os.environ, "RAY_ADDRESS": ray_address, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "backfill", *args], cwd=ROOT, env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def expected_table(cfg: Config, before: dict, staged: list[dict]) -> dict:
+    from tests.reference_model import apply_rule
+
+    return apply_rule(before, model_entries(cfg, staged), cfg.tables.window)
+
+
+__all__ = ["Decimal", "add_months", "commits_per_partition", "driver_process", "expected_table",
+           "stage_wide_backfill", "write_toml"]

@@ -1,0 +1,143 @@
+"""The distributed runner on the real stack: concurrency cap, killed actors, a killed
+driver, and committed work whose record was lost. Each ends with the table equal to the
+reference model and no partition applied twice."""
+
+from __future__ import annotations
+
+import threading
+import time
+import pytest
+
+from actors.checkpoint import RUNNING, RayCheckpointStore, run_key
+from backfill.driver import run_backfill
+from tests.integration.helpers import diff_tables, make_config, pyiceberg_catalog, read_rows, read_target
+from tests.integration.runner_env import (commits_per_partition, driver_process, expected_table,
+                                          stage_wide_backfill, write_toml)
+
+pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.slow]
+
+
+def _max_overlap(intervals):
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    best = cur = 0
+    for _, d in events:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+def test_twelve_partitions_three_actors_at_once(ray_instance, catalog_service):
+    cfg = make_config(catalog_service, "par3", max_parallel=3)
+    catalog = pyiceberg_catalog(cfg)
+    before, staged = stage_wide_backfill(catalog, cfg, "bf-par3", months=14)
+    result = run_backfill(cfg, ["bf-par3"])
+    assert result.succeeded, result.summary_lines()
+    assert result.planned >= 12
+    actual, expected = read_target(catalog, cfg), expected_table(cfg, before, staged)
+    assert actual == expected, diff_tables(actual, expected)
+    audit = [r for r in read_rows(catalog, cfg, "audit")
+             if r["run_id"] == result.run_id and r["status"] == "committed"]
+    assert len({r["actor"] for r in audit}) == 3
+    # MERGE attempts of three different actors overlapped in time (audit timestamps)
+    assert _max_overlap([(r["started_at"], r["completed_at"]) for r in audit]) == 3
+    assert all(n == 1 for n in commits_per_partition(catalog, cfg, "bf-par3").values())
+
+
+def test_partition_actor_killed_mid_merge_is_retried(ray_instance, catalog_service):
+    import ray
+
+    cfg = make_config(catalog_service, "killactor", max_parallel=2)
+    catalog = pyiceberg_catalog(cfg)
+    before, staged = stage_wide_backfill(catalog, cfg, "bf-kill", months=6, seed=9)
+    ckpt = RayCheckpointStore(cfg.checkpoint_directory(), namespace=cfg.run.checkpoint_namespace)
+    killed: list[str] = []
+
+    def killer():
+        # wait until an attempt is running, give it a moment to be inside its MERGE, then
+        # kill the actor that runs it
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not killed:
+            running = [p for p, c in ckpt.load(run_key(["bf-kill"])).items() if c.state == RUNNING]
+            if running:
+                time.sleep(3)
+                from ray.util.state import list_actors
+
+                for state in list_actors(filters=[("state", "=", "ALIVE")]):
+                    if state.class_name == "PartitionWorker" and state.name:
+                        ray.kill(ray.get_actor(state.name, namespace=state.ray_namespace), no_restart=True)
+                        killed.append(state.name)
+                        break
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    result = run_backfill(cfg, ["bf-kill"])
+    thread.join(timeout=5)
+    assert killed, "the test never killed an actor"
+    assert result.succeeded, result.summary_lines()
+    died = [o for o in result.outcomes if o.status == "failed"]
+    assert died and all(o.transient for o in died)
+    assert any("Actor" in (o.error or "") for o in died)
+    actual, expected = read_target(catalog, cfg), expected_table(cfg, before, staged)
+    assert actual == expected, diff_tables(actual, expected)
+    assert all(n == 1 for n in commits_per_partition(catalog, cfg, "bf-kill").values())
+
+
+def test_driver_killed_mid_run_then_resumed(ray_instance, catalog_service, tmp_path):
+    import ray
+
+    cfg = make_config(catalog_service, "killdriver", max_parallel=1)
+    catalog = pyiceberg_catalog(cfg)
+    before, staged = stage_wide_backfill(catalog, cfg, "bf-driver", months=8, seed=13)
+    toml = write_toml(cfg, tmp_path / "cfg.toml")
+    address = ray.get_runtime_context().gcs_address
+    proc = driver_process(["backfill", "--config", str(toml), "--backfill-id", "bf-driver"],
+                          address, tmp_path / "driver1.log")
+    deadline = time.monotonic() + 900
+    committed: set[str] = set()
+    while time.monotonic() < deadline and proc.poll() is None:
+        committed = {r["target_partition"] for r in read_rows(catalog, cfg, "audit")
+                     if r["backfill_id"] == "bf-driver" and r["status"] == "committed"}
+        if len(committed) >= 2:
+            break
+        time.sleep(1)
+    assert proc.poll() is None, (tmp_path / "driver1.log").read_text()[-3000:]
+    proc.kill()  # SIGKILL: no chance to clean up
+    proc.wait(timeout=30)
+    assert 2 <= len(committed) < 8
+    # the same command again, as a user would
+    proc2 = driver_process(["backfill", "--config", str(toml), "--backfill-id", "bf-driver"],
+                           address, tmp_path / "driver2.log")
+    assert proc2.wait(timeout=1200) == 0, (tmp_path / "driver2.log").read_text()[-3000:]
+    log = (tmp_path / "driver2.log").read_text()
+    for partition in committed:
+        assert f"{partition} already_committed" in log
+    actual, expected = read_target(catalog, cfg), expected_table(cfg, before, staged)
+    assert actual == expected, diff_tables(actual, expected)
+    assert all(n == 1 for n in commits_per_partition(catalog, cfg, "bf-driver").values())
+    assert {r["status"] for r in read_rows(catalog, cfg, "staging")
+            if r["backfill_id"] == "bf-driver"} <= {"applied", "rejected"}
+
+
+def test_commit_whose_record_was_lost_is_not_redone(ray_instance, catalog_service):
+    cfg = make_config(catalog_service, "lostrecord", max_parallel=2)
+    catalog = pyiceberg_catalog(cfg)
+    before, staged = stage_wide_backfill(catalog, cfg, "bf-lost", months=4, seed=17)
+    first = run_backfill(cfg, ["bf-lost"])
+    assert first.succeeded
+    target_snapshot = catalog.load_table("lostrecord.accounts_history").current_snapshot().snapshot_id
+    # lose every record of the run: checkpoint forgotten, staging rows pending again
+    RayCheckpointStore(cfg.checkpoint_directory(), namespace=cfg.run.checkpoint_namespace).forget(
+        run_key(["bf-lost"]))
+    from backfill.setup import stage_rows
+
+    stage_rows(catalog, cfg, [{k: v for k, v in r.items()
+                               if k not in ("status", "processed_at", "error", "created_at")}
+                              for r in staged])
+    second = run_backfill(cfg, ["bf-lost"])
+    assert second.succeeded
+    assert {o.status for o in second.outcomes} <= {"already_committed", "noop"}
+    assert any(o.status == "already_committed" for o in second.outcomes)
+    assert catalog.load_table("lostrecord.accounts_history").current_snapshot().snapshot_id == target_snapshot
+    actual, expected = read_target(catalog, cfg), expected_table(cfg, before, staged)
+    assert actual == expected, diff_tables(actual, expected)
