@@ -394,10 +394,19 @@ class RayCheckpointStore:
         self.namespace = namespace
         self.name = name or actor_name_for(self.directory)
         self.timeout = timeout
-        self.actor = (
+        self.actor = self._connect()
+        found = self.info()["directory"]
+        if found != self.directory:
+            raise ValueError(f"checkpoint actor {namespace}/{self.name} serves {found}, "
+                             f"not {self.directory}; pass another name")
+
+    def _connect(self) -> Any:
+        import ray
+
+        return (
             ray.remote(_CheckpointActor)
             .options(
-                name=self.name, namespace=namespace, lifetime="detached", get_if_exists=True,
+                name=self.name, namespace=self.namespace, lifetime="detached", get_if_exists=True,
                 num_cpus=0, resources={"node:__internal_head__": 0.001},
                 scheduling_strategy="DEFAULT",   # escape a caller's placement group
                 max_restarts=-1,                 # safe: the constructor reloads from files
@@ -406,36 +415,46 @@ class RayCheckpointStore:
             )
             .remote(self.directory)
         )
-        found = self.info()["directory"]
-        if found != self.directory:
-            raise ValueError(f"checkpoint actor {namespace}/{self.name} serves {found}, "
-                             f"not {self.directory}; pass another name")
 
-    def _get(self, ref: Any) -> Any:
+    def _call(self, method: str, *args: Any) -> Any:
+        """Call the actor; ride out a restart (e.g. Ray's memory monitor killed it).
+
+        The actor reloads its state from the files when it restarts, and if it is gone for
+        good a new one is created on the same directory, so retrying loses nothing.
+        """
         import ray
+        from ray.exceptions import ActorDiedError, ActorUnavailableError
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-        return ray.get(ref, timeout=self.timeout)
+        for attempt in Retrying(retry=retry_if_exception_type((ActorUnavailableError, ActorDiedError)),
+                                stop=stop_after_attempt(8), wait=wait_exponential(multiplier=0.5, max=10),
+                                reraise=True):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    self.actor = self._connect()
+                return ray.get(getattr(self.actor, method).remote(*args), timeout=self.timeout)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def begin(self, key: str, run_id: str,
               tasks: Sequence[tuple[str, str]]) -> dict[str, PartitionCheckpoint]:
-        return self._get(self.actor.begin.remote(key, run_id, [(p, d) for p, d in tasks]))
+        return self._call("begin", key, run_id, [(p, d) for p, d in tasks])
 
     def mark(self, key: str, partition: str, state: str, snapshot_id: int | None = None,
              error: str | None = None, run_id: str | None = None) -> PartitionCheckpoint:
-        return self._get(self.actor.mark.remote(key, partition, state, snapshot_id, error, run_id))
+        return self._call("mark", key, partition, state, snapshot_id, error, run_id)
 
     def load(self, key: str) -> dict[str, PartitionCheckpoint]:
-        return self._get(self.actor.load.remote(key))
+        return self._call("load", key)
 
     def committed(self, key: str) -> dict[str, tuple[str, int | None]]:
-        return self._get(self.actor.committed.remote(key))
+        return self._call("committed", key)
 
     def forget(self, key: str) -> None:
-        self._get(self.actor.forget.remote(key))
+        self._call("forget", key)
 
     def info(self) -> dict[str, Any]:
         """Directory, pid, start time and keys of the actor (for status and tests)."""
-        return self._get(self.actor.info.remote())
+        return self._call("info")
 
     def kill(self) -> None:
         """End the actor for good (files stay); the next client creates a new one."""

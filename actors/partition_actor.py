@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
 from backfill.config import Config
-from backfill.identifiers import month_literal, quote_table, string_literal
+from backfill.identifiers import quote_table
 from backfill.merge_sql import (LITERAL_SOURCE_MAX_ENTRIES, entries_source_sql, mark_staging_sql,
                                 matched_rows_sql, merge_sql, staging_source_sql)
 from backfill.plan import PartitionTask
@@ -72,15 +72,28 @@ class PartitionWorker:
         self._refresh(*refresh)
         return [tuple(r) for r in self.spark.sql(query).collect()]
 
-    def _find_commit(self, where: str) -> tuple[int, dict[str, str]] | None:
-        self._refresh(self._target)
-        rows = self.spark.sql(
-            f"SELECT snapshot_id, summary FROM {self._target}.`snapshots` WHERE {where} "
-            "ORDER BY committed_at DESC LIMIT 1"
-        ).collect()
-        if not rows:
-            return None
-        return int(rows[0][0]), dict(rows[0][1] or {})
+    def _iceberg_table(self) -> Any:
+        """The target as an Iceberg Java ``Table`` (this session's catalog), refreshed."""
+        jvm = self.spark._jvm
+        name = ".".join(self.cfg.table_parts("target"))
+        table = jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(self.spark._jsparkSession, name)
+        table.refresh()
+        return table
+
+    def _find_commit(self, partition: str, digest: str, run_id: str | None = None,
+                     table: Any = None) -> tuple[int, dict[str, str]] | None:
+        """Newest snapshot tagged with ``partition`` and ``digest`` (and ``run_id``), if any.
+
+        Reads the table metadata through Iceberg's Java API: no Spark job, unlike a query
+        on the ``snapshots`` metadata table (it was a third of a small partition's time).
+        """
+        table = table if table is not None else self._iceberg_table()
+        for snap in reversed(list(table.snapshots())):
+            summary = snap.summary()
+            if (summary.get(KEY_PARTITION) == partition and summary.get(KEY_DIGEST) == digest
+                    and (run_id is None or summary.get(KEY_RUN) == run_id)):
+                return int(snap.snapshotId()), {str(k): str(v) for k, v in summary.items()}
+        return None
 
     # ------------------------------------------------------------------ work
 
@@ -102,31 +115,38 @@ class PartitionWorker:
                staging_snapshot_id: int | None, base: dict[str, Any]) -> PartitionOutcome:
         from cluster.spark_session import run_with_commit_properties
 
-        p_lit = month_literal(task.partition)
-        digest_lit = string_literal(task.digest)
-        done = self._find_commit(
-            f"summary['{KEY_PARTITION}'] = {p_lit} AND summary['{KEY_DIGEST}'] = {digest_lit}")
+        table = self._iceberg_table()
+        done = self._find_commit(task.partition, task.digest, table=table)
         if done is not None:
             snap, summary = done
             return PartitionOutcome(status="already_committed", completed_at=_now(), snapshot_id=snap,
                                     stats=CommitStats.from_summary(summary), **base)
+        self._refresh(self._target)  # this session's Spark view of the table: every session's commits
         source, accounts = self.source_for(task, backfill_ids, staging_snapshot_id)
-        matched, staged_accounts = self.spark.sql(
-            matched_rows_sql(self.cfg, task.partition, source, accounts)).collect()[0]
-        missing = int(staged_accounts) - int(matched)
-        if matched == 0:
-            return PartitionOutcome(status="noop", completed_at=_now(), missing_rows=missing, **base)
+        # Merge-on-read writes exactly the matched rows, so its commit's added-records is the
+        # matched count: no separate counting query. Copy-on-write rewrites whole files, so
+        # the matched rows are counted first (and a partition without any is not rewritten).
+        mor = str(table.properties().get("write.merge.mode") or "") == "merge-on-read"
+        matched = None
+        if not mor:
+            matched, _ = self.spark.sql(
+                matched_rows_sql(self.cfg, task.partition, source, accounts)).collect()[0]
+            if matched == 0:
+                return PartitionOutcome(status="noop", completed_at=_now(),
+                                        missing_rows=len(accounts), **base)
         props = {KEY_PARTITION: task.partition, KEY_DIGEST: task.digest, KEY_RUN: run_id,
                  KEY_IDS: ",".join(sorted(set(backfill_ids)))}
         statement = merge_sql(self.cfg, task.partition, source, accounts)
         t0 = time.monotonic()
         run_with_commit_properties(self.spark, props, lambda: self.spark.sql(statement).collect())
         log.info("partition %s merged in %.1f s", task.partition, time.monotonic() - t0)
-        found = self._find_commit(
-            f"summary['{KEY_PARTITION}'] = {p_lit} AND summary['{KEY_DIGEST}'] = {digest_lit} "
-            f"AND summary['{KEY_RUN}'] = {string_literal(run_id)}")
+        found = self._find_commit(task.partition, task.digest, run_id)
         snap, summary = found if found else (None, {})
-        return PartitionOutcome(status="committed", completed_at=_now(), rows_updated=int(matched),
+        if matched is None:
+            matched = int(summary.get("added-records", "0") or 0)
+        missing = len(accounts) - int(matched)
+        status = "committed" if (matched and snap is not None) else "noop"
+        return PartitionOutcome(status=status, completed_at=_now(), rows_updated=int(matched),
                                 missing_rows=missing, snapshot_id=snap,
                                 stats=CommitStats.from_summary(summary), **base)
 
@@ -147,10 +167,20 @@ class PartitionWorker:
     def mark_staging(self, backfill_ids: Sequence[str], months: Sequence[str],
                      staging_snapshot_id: int | None, status: str, error: str | None = None) -> None:
         """Move pending staging rows of ``months`` to ``status`` in one Iceberg commit."""
-        if months:
-            self._refresh(self._staging)
-            self.spark.sql(mark_staging_sql(self.cfg, backfill_ids, months, staging_snapshot_id,
-                                            status, error)).collect()
+        if not months:
+            return
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+        statement = mark_staging_sql(self.cfg, backfill_ids, months, staging_snapshot_id, status, error)
+        # Other runs update staging too: a conflicting commit is retried on fresh metadata
+        # (the statement only touches rows still pending, so a retry is idempotent).
+        for attempt in Retrying(retry=retry_if_exception(lambda e: is_transient(f"{type(e).__name__}: {e}")),
+                                stop=stop_after_attempt(max(1, self.cfg.run.retries + 3)),
+                                wait=wait_exponential_jitter(multiplier=self.cfg.run.retry_backoff_seconds, max=30),
+                                reraise=True):
+            with attempt:
+                self._refresh(self._staging)
+                self.spark.sql(statement).collect()
 
     def shutdown(self) -> None:
         from cluster.spark_session import stop_spark

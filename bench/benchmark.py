@@ -125,9 +125,6 @@ class Bench:
         # staged rows: the affected accounts are drawn from the first ``affected_accounts_of``
         # accounts, so a larger table can get exactly the same staged entries
         src = dataclasses.replace(size, accounts=affected_accounts_of or accounts)
-        if affected_accounts_of:
-            src = dataclasses.replace(src, affected=size.affected * accounts / affected_accounts_of
-                                      if affected is None else affected)
         srows = staged_entries(cfg, src, BACKFILL_ID)
         from datetime import datetime, timezone
 
@@ -160,7 +157,7 @@ class Bench:
 
         cfg = ds["cfg"]
         accts = sorted({r["acct"] for r in ds["srows"]})
-        ray.get(self.worker.use_target.remote(cfg.tables.target_table))
+        ray.get(self.worker.set_cfg.remote(cfg))
         before = ray.get(self.worker.rows_of.remote(cfg.tables.target_table, accts))
         by_acct: dict[int, list] = {}
         for r in ds["srows"]:
@@ -175,10 +172,8 @@ class Bench:
         w = cfg.tables.window
         from backfill.months import parse_month
 
-        matched = sum(1 for (acct, p) in before for (_, m, _) in by_acct[acct]
-                      if 0 <= parse_month(p) - parse_month(m) <= w - 1 and True) if False else sum(
-            1 for (acct, p) in before
-            if any(0 <= parse_month(p) - parse_month(m) <= w - 1 for (_, m, _) in by_acct[acct]))
+        matched = sum(1 for (acct, p) in before
+                      if any(0 <= parse_month(p) - parse_month(m) <= w - 1 for (_, m, _) in by_acct[acct]))
         ds.update(accts=accts, before=before, expected=expected, rows_changed=changed,
                   rows_matched=matched)
 
@@ -193,7 +188,7 @@ class Bench:
         name = label or strategy.name
         table = f"bench.{name}_{ds['tag']}"
         w = self.worker
-        ray.get(w.use_target.remote(cfg.tables.target_table))
+        ray.get(w.set_cfg.remote(cfg))
         ray.get(w.copy_table.remote(ds["metadata"], table, dict(strategy.properties)))
         state0 = ray.get(w.table_state.remote(table))
         tcfg = dataclasses.replace(cfg, tables=dataclasses.replace(cfg.tables, target_table=table))

@@ -84,6 +84,13 @@ class BenchWorker(PartitionWorker):
 
     # ------------------------------------------------------------------ tables
 
+    def set_cfg(self, cfg: Config) -> None:
+        """Point the worker at a data set's tables (staging included)."""
+        self._base_cfg = cfg
+        self.cfg = cfg
+        self._target = quote_table(cfg.table_parts("target"))
+        self._staging = quote_table(cfg.table_parts("staging"))
+
     def use_target(self, table: str) -> None:
         self.cfg = dataclasses.replace(self._base_cfg, tables=dataclasses.replace(
             self._base_cfg.tables, target_table=table))

@@ -10,6 +10,7 @@ nothing downstream needs to know it exists.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 from backfill.config import CatalogConfig, redact_properties, redact_url, scrub, secret_values
@@ -135,8 +136,18 @@ def load_pyiceberg_catalog(resolved: ResolvedCatalog) -> Any:
 
     props = resolved.pyiceberg_properties()
     try:
-        catalog = load_catalog(resolved.name, **props)
-        catalog.list_namespaces()
+        # pyiceberg quotes the full REST uri (user info and query included) in warnings:
+        # collect them and re-issue them with every secret scrubbed.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                catalog = load_catalog(resolved.name, **props)
+                catalog.list_namespaces()
+            finally:
+                secrets = resolved.secrets()
+                for w in caught:
+                    warnings.warn_explicit(scrub(str(w.message), secrets), w.category,
+                                           w.filename, w.lineno)
     except (OSError, ConnectionError) as exc:
         raise _unreachable(resolved, exc) from None
     except Exception as exc:  # thrift and HTTP clients raise their own transport errors

@@ -60,12 +60,11 @@ def test_partition_actor_killed_mid_merge_is_retried(ray_instance, catalog_servi
             running = [p for p, c in ckpt.load(run_key(["bf-kill"])).items() if c.state == RUNNING]
             if running:
                 time.sleep(3)
-                from ray.util.state import list_actors
-
-                for state in list_actors(filters=[("state", "=", "ALIVE")]):
-                    if state.class_name == "PartitionWorker" and state.name:
-                        ray.kill(ray.get_actor(state.name, namespace=state.ray_namespace), no_restart=True)
-                        killed.append(state.name)
+                for entry in ray.util.list_named_actors(all_namespaces=True):
+                    if entry["name"].startswith("backfill-run-"):  # partition actors of a run
+                        ray.kill(ray.get_actor(entry["name"], namespace=entry["namespace"]),
+                                 no_restart=True)
+                        killed.append(entry["name"])
                         break
             time.sleep(0.5)
 
