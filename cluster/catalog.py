@@ -135,22 +135,22 @@ def load_pyiceberg_catalog(resolved: ResolvedCatalog) -> Any:
     from pyiceberg.catalog import load_catalog
 
     props = resolved.pyiceberg_properties()
+    caught: list[warnings.WarningMessage] = []
     try:
         # pyiceberg quotes the full REST uri (user info and query included) in warnings:
-        # collect them and re-issue them with every secret scrubbed.
-        with warnings.catch_warnings(record=True) as caught:
+        # collect them and re-issue them, outside the recording block, with secrets scrubbed.
+        with warnings.catch_warnings(record=True) as recorded:
             warnings.simplefilter("always")
             try:
                 catalog = load_catalog(resolved.name, **props)
                 catalog.list_namespaces()
             finally:
-                secrets = resolved.secrets()
-                for w in caught:
-                    warnings.warn_explicit(scrub(str(w.message), secrets), w.category,
-                                           w.filename, w.lineno)
+                caught = list(recorded)
     except (OSError, ConnectionError) as exc:
+        _rewarn(caught, resolved)
         raise _unreachable(resolved, exc) from None
     except Exception as exc:  # thrift and HTTP clients raise their own transport errors
+        _rewarn(caught, resolved)
         if _looks_like_connection_error(exc):
             raise _unreachable(resolved, exc) from None
         text = f"{type(exc).__name__}: {exc}"
@@ -160,7 +160,15 @@ def load_pyiceberg_catalog(resolved: ResolvedCatalog) -> Any:
                 f"cannot open catalog {resolved.name!r} ({resolved.type}): {clean}"
             ) from None
         raise
+    _rewarn(caught, resolved)
     return catalog
+
+
+def _rewarn(caught: list[warnings.WarningMessage], resolved: ResolvedCatalog) -> None:
+    """Re-issue recorded warnings with every catalog secret replaced by ``***``."""
+    secrets = resolved.secrets()
+    for w in caught:
+        warnings.warn_explicit(scrub(str(w.message), secrets), w.category, w.filename, w.lineno)
 
 
 def _looks_like_connection_error(exc: BaseException) -> bool:

@@ -57,6 +57,9 @@ def _edge_staging(cfg):
     ]
 
 
+after_snapshot: list[int] = []  # target snapshot right after the first run
+
+
 @pytest.fixture(scope="module")
 def e2e(ray_instance, catalog_service):
     cfg = make_config(catalog_service, "e2e", max_parallel=2)
@@ -70,6 +73,7 @@ def e2e(ray_instance, catalog_service):
     before = read_target(catalog, cfg)
     staged = read_rows(catalog, cfg, "staging")
     result = run_backfill(cfg, [BID])
+    after_snapshot.append(catalog.load_table(identifier(cfg, "target")).current_snapshot().snapshot_id)
     return cfg, catalog, before, staged, result
 
 
@@ -136,3 +140,33 @@ def test_resume_of_committed_work_is_detected_not_redone(e2e):
     second = run_backfill(cfg, ["bf-e2e-resume"])
     assert {o.status for o in second.outcomes} <= {"already_committed", "noop"}
     assert snapshot_ids(catalog, cfg)["target"] == target_snap
+
+
+def test_verify_passes_then_catches_corrupted_cells(e2e, tmp_path, capsys):
+    """Runs last: corrupts two cells of a backfilled row and expects verify to name both."""
+    from pyiceberg.expressions import And, EqualTo
+
+    from backfill import cli
+    from backfill.verify import verify_backfill
+    from tests.integration.runner_env import write_toml
+
+    cfg, catalog, before, staged, result = e2e
+    clean = verify_backfill(cfg, catalog, [BID], as_of=after_snapshot[0])
+    assert clean.ok, clean.lines()
+    assert clean.partitions_checked >= 12 and clean.cells_checked > 1000
+    table = catalog.load_table(identifier(cfg, "target"))
+    flt = And(EqualTo("acct", 1), EqualTo("month_partition", "2023-06"))
+    row = table.scan(row_filter=flt).to_arrow().to_pylist()[0]
+    bal = list(row["balance_history"])
+    bal[5] = D("999.99")   # the staged cell (offset 5 of the 2023-01 entry)
+    bal[1] = D("123.45")   # an element no entry touches
+    row["balance_history"] = bal
+    table.overwrite(to_arrow([row], target_schema(cfg)), overwrite_filter=flt)
+    report = verify_backfill(cfg, catalog, [BID])
+    found = {(m.acct, m.partition, m.column, m.index, m.why) for m in report.mismatches}
+    assert (1, "2023-06", "balance_history", 5, "staged value not at its offset") in found
+    assert (1, "2023-06", "balance_history", 1, "element outside the staged offsets changed") in found
+    toml = write_toml(cfg, tmp_path / "cfg.toml")
+    assert cli.main(["verify", "--config", str(toml), "--backfill-id", BID, "--sample-accounts", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "2023-06 acct=1 balance_history[5]: staged value not at its offset: expected Decimal('100.00'), found Decimal('999.99')" in out

@@ -45,3 +45,46 @@ def test_mark_staging_is_pinned_and_reason_is_sanitised():
     assert "'" not in reason and "DROP TABLE x" in reason
     with pytest.raises(ValueError):
         mark_staging_sql(CFG, ["bf-1"], ["2020-01"], 7, "pending")
+
+
+def _entry(acct, month, *values):
+    from decimal import Decimal
+
+    from backfill.entries import Entry
+
+    return Entry(month=month, acct=acct, backfill_id="bf-1",
+                 values=tuple(None if v is None else Decimal(v) for v in values))
+
+
+def test_entries_source_inlines_typed_literals_with_the_staging_shape():
+    from backfill.merge_sql import entries_source_sql
+
+    sql = entries_source_sql(CFG, "2024-05", [_entry(7, "2024-05", "1.50", None), _entry(7, "2021-06", None, "-2")])
+    assert "(7, '2024-05', CAST('1.50' AS DECIMAL(18,2)), CAST(NULL AS DECIMAL(18,2)))" in sql
+    assert "CAST('-2.00' AS DECIMAL(18,2))" in sql
+    assert "AS s(`acct`, `backfill_month`, `bal`, `pay`)" in sql
+    assert "GROUP BY s.`acct`" in sql and "AS `bal_h__updates`" in sql
+    # same aggregation as the staging source: offsets relative to the partition index
+    assert f"({2024 * 12 + 4} - " in sql
+
+
+def test_entries_source_rejects_entries_outside_the_window_and_bad_values():
+    from backfill.merge_sql import entries_source_sql
+
+    with pytest.raises(ValueError):
+        entries_source_sql(CFG, "2024-05", [_entry(7, "2024-06", "1", "1")])   # k = -1
+    with pytest.raises(ValueError):
+        entries_source_sql(CFG, "2024-05", [_entry(7, "2021-05", "1", "1")])   # k = 36 = W
+    with pytest.raises(InputError):
+        entries_source_sql(CFG, "2024-05", [_entry(7, "2024-05", "1.234", "1")])  # not DECIMAL(18,2)
+
+
+def test_account_predicate_only_for_short_literal_lists():
+    from backfill.merge_sql import ACCT_IN_MAX, account_predicate
+
+    sql = merge_sql(CFG, "2024-05", "SELECT 1", accounts=[3, 1, 3])
+    assert "ON t.`month_partition` = '2024-05' AND t.`acct` = s.`acct` AND t.`acct` IN (1, 3)" in sql
+    assert account_predicate(CFG, range(ACCT_IN_MAX + 1)) == ""
+    assert account_predicate(CFG, None) == "" and account_predicate(CFG, []) == ""
+    with pytest.raises(InputError):
+        account_predicate(CFG, ["1); DROP TABLE x; --"])

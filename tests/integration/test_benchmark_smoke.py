@@ -1,0 +1,37 @@
+"""Smoke test of the benchmark at tiny size: every strategy ran, every result was checked
+cell by cell against the reference model, and the JSON and PNG were written.
+Timings are not asserted (the machine is shared; the benchmark is not a timed test)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_tiny_benchmark_verifies_every_strategy_and_writes_results(tmp_path):
+    from bench.strategies import STRATEGIES
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "bench.benchmark", "--tiny", "--no-scaling",
+                           "--out", str(tmp_path)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    doc = json.loads((tmp_path / "benchmark.json").read_text())
+    assert (tmp_path / "benchmark.png").stat().st_size > 1000
+    names = [r["strategy"] for r in doc["results"]]
+    assert names == [s.name for s in STRATEGIES]
+    for r in doc["results"]:
+        assert r["verified"], r["verify"]
+        assert r["verify"]["wrong_affected_rows"] == 0 and r["verify"]["differing_rows"] == 0
+        assert r["rows_updated"] > 0 and r["commits"] >= 1
+    assert doc["scale"]["accounts"] == 200 and doc["scale"]["history_columns"] == 2
+    assert "strategy" in proc.stdout and "wall s" in proc.stdout
