@@ -129,7 +129,10 @@ def execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
     from cluster.jars import iceberg_runtime_jar
 
     cfg, plan = prepared.cfg, prepared.plan
-    iceberg_runtime_jar(cfg.spark.iceberg_jar)  # fail fast, before any actor starts
+    from cluster.metastore import find_java
+
+    find_java()                                 # fail fast, before Ray or any actor starts
+    iceberg_runtime_jar(cfg.spark.iceberg_jar)
     _ensure_ray(cfg)
     ckpt = RayCheckpointStore(cfg.checkpoint_directory(), namespace=cfg.run.checkpoint_namespace)
     key = run_key(prepared.backfill_ids)
@@ -249,6 +252,7 @@ def run_backfill(cfg: Config, backfill_ids: Sequence[str], backfill_month: str |
     """Python API: validate, plan and run a backfill end to end."""
     from cluster.catalog import load_pyiceberg_catalog, resolve_catalog
 
+    cfg.validated()  # before any service is started or contacted
     resolved = resolve_catalog(cfg.catalog)
     catalog = load_pyiceberg_catalog(resolved)
     prepared = prepare(cfg, catalog, backfill_ids, backfill_month, resume_from)

@@ -103,8 +103,11 @@ class Bench:
         _log(f"metastore {self.metastore_seconds:.1f} s, Spark session {self.session_seconds:.1f} s")
 
     def dataset(self, tag: str, accounts: int, affected_accounts_of: int | None = None,
-                affected: float | None = None) -> dict[str, Any]:
-        """Write base table ``bench.base_<tag>`` and its staging; plan the tasks."""
+                affected: float | None = None, reuse: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write base table ``bench.base_<tag>`` and its staging; plan the tasks.
+
+        With ``reuse``, that data set's target table is used as is (only staging is new).
+        """
         from backfill import tables
         from backfill.entries import validate_rows
         from backfill.plan import plan_run
@@ -115,12 +118,18 @@ class Bench:
         size = BenchSize(accounts=accounts, months=a.months, columns=a.columns,
                          affected=a.affected if affected is None else affected,
                          staged_months=a.staged_months)
+        base_table = reuse["cfg"].tables.target_table if reuse else f"bench.base_{tag}"
         cfg = dataclasses.replace(self.cfg, tables=dataclasses.replace(
-            self.cfg.tables, target_table=f"bench.base_{tag}", staging_table=f"bench.staging_{tag}"))
+            self.cfg.tables, target_table=base_table, staging_table=f"bench.staging_{tag}"))
         t0 = time.monotonic()
-        arrow = target_arrow(cfg, size)
-        target, _ = tables.create_target(self.catalog, cfg)
-        target.append(arrow)
+        if reuse:
+            n_rows = reuse["rows"]
+        else:
+            arrow = target_arrow(cfg, size)
+            target, _ = tables.create_target(self.catalog, cfg)
+            target.append(arrow)
+            n_rows = arrow.num_rows
+            del arrow
         staging, _ = tables.create_staging(self.catalog, cfg)
         # staged rows: the affected accounts are drawn from the first ``affected_accounts_of``
         # accounts, so a larger table can get exactly the same staged entries
@@ -137,13 +146,13 @@ class Bench:
         entries = validate_rows(srows, [hc.value_column for hc in cfg.tables.history_columns])
         plan = plan_run(entries, tables.partitions(target, cfg.tables.month_column), cfg.tables.window)
         files = list(target.inspect.files().column("file_size_in_bytes").to_pylist())
-        ds = {"tag": tag, "cfg": cfg, "size": size, "rows": arrow.num_rows, "srows": srows,
+        ds = {"tag": tag, "cfg": cfg, "size": size, "rows": n_rows, "srows": srows,
               "entries": entries, "tasks": plan.tasks, "metadata": target.metadata_location,
               "staging_snapshot": staging.current_snapshot().snapshot_id,
               "data_files": len(files), "data_bytes": int(sum(files)),
               "seconds": time.monotonic() - t0,
               "accounts_affected": len({r["acct"] for r in srows})}
-        _log(f"dataset {tag}: {arrow.num_rows} rows in {len(files)} files ({sum(files) / 1e6:.1f} MB), "
+        _log(f"dataset {tag}: {n_rows} rows in {len(files)} files ({sum(files) / 1e6:.1f} MB), "
              f"{len(srows)} staged entries, {len(plan.tasks)} partitions to rewrite, "
              f"{ds['seconds']:.1f} s")
         self._expected(ds)
@@ -302,7 +311,7 @@ def chart(results: list[dict[str, Any]], scaling: list[dict[str, Any]], path: Pa
     axes[0].set_xscale("log")
     axes[1].barh(names, [max(1, r["bytes_written"]) / 1e6 for r in results], color=colors)
     floor = results[0]["floor_bytes"] / 1e6
-    axes[1].axvline(floor, color="k", ls="--", label=f"floor {floor:.2f} MB")
+    axes[1].axvline(floor, color="k", ls="--", label=f"floor {floor:.3f} MB")
     axes[1].set_xscale("log")
     axes[1].set_xlabel("bytes written (MB, log)")
     axes[1].legend()
@@ -347,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                 if frac == a.affected and main_default:
                     scaling.append({"label": f"{frac:.1%} affected", **_brief(main_default, ds)})
                     continue
-                dsf = bench.dataset(f"f{str(frac).replace('.', '_')}", a.accounts, affected=frac)
+                dsf = bench.dataset(f"f{str(frac).replace('.', '_')}", a.accounts, affected=frac, reuse=ds)
                 scaling.append({"label": f"{frac:.1%} affected", **_brief(bench.run_strategy(dsf, default), dsf)})
         doc = {
             "command": "python -m bench.benchmark " + " ".join(sys.argv[1:] if argv is None else argv),
