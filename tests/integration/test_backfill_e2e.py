@@ -110,6 +110,22 @@ def test_staging_and_audit_record_the_run(e2e):
     assert result.missing_rows > 0  # accounts 3 and 4 have entries but no row somewhere
 
 
+def test_python_api_under_the_seed_names(e2e, tmp_path):
+    from backfill import api
+
+    cfg, catalog, before, staged, result = e2e
+    processor = api.IcebergBackfillProcessor(cfg)
+    text = api.generate_backfill_report(processor, BID, "markdown", tmp_path / "t.png")
+    assert "rows updated" in text and (tmp_path / "t.png").stat().st_size > 1000
+    assert api.verify_backfill(processor, BID).ok
+    assert api.cleanup_old_audits(processor, 90, dry_run=True) is not None
+    with pytest.raises(InputError, match="no pending rows"):
+        api.BatchBackfillOrchestrator(processor).run_backfill(BID)
+    with pytest.raises(InputError, match="different months"):
+        api.run_parallel_backfills(processor, [{"backfill_id": "a", "backfill_month": "2023-01"},
+                                               {"backfill_id": "b"}])
+
+
 def test_second_run_changes_nothing(e2e):
     cfg, catalog, before, staged, result = e2e
     after_first = read_target(catalog, cfg)
