@@ -423,12 +423,15 @@ class RayCheckpointStore:
         good a new one is created on the same directory, so retrying loses nothing.
         """
         import ray
-        from ray.exceptions import ActorDiedError, ActorUnavailableError
-        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError
+        from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-        for attempt in Retrying(retry=retry_if_exception_type((ActorUnavailableError, ActorDiedError)),
-                                stop=stop_after_attempt(8), wait=wait_exponential(multiplier=0.5, max=10),
-                                reraise=True):
+        # A restarting actor on a loaded node can take minutes to answer; every method is
+        # safe to repeat (a repeated 'running' mark only counts one attempt too many).
+        retried = (ActorUnavailableError, ActorDiedError, GetTimeoutError)
+        for attempt in Retrying(retry=retry_if_exception_type(retried),
+                                stop=stop_after_delay(max(300.0, 3 * self.timeout)),
+                                wait=wait_exponential(multiplier=0.5, max=10), reraise=True):
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
                     self.actor = self._connect()
