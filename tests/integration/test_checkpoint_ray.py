@@ -143,16 +143,17 @@ def test_restarted_actor_reloads_from_files(ray_instance, stores, tmp_path):
     s.mark(KEY, "2024-03", COMMITTED, snapshot_id=3333)
     old = s.info()
     ray.kill(s.actor, no_restart=False)       # max_restarts reruns the constructor
-    deadline = time.monotonic() + 120
-    while True:
+    # ray.kill is asynchronous: a call may still reach the old process, so wait for the
+    # restarted one (a new start time) rather than for the first answer
+    deadline = time.monotonic() + 300
+    new = old
+    while new["started_at"] == old["started_at"]:
+        assert time.monotonic() < deadline, "the checkpoint actor never restarted"
         try:
             new = s.info()
-            break
         except ray.exceptions.RayActorError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-    assert new["started_at"] != old["started_at"]
+            pass
+        time.sleep(0.5)
     assert s.committed(KEY) == {"2024-03": ("d3", 3333)}
 
 
