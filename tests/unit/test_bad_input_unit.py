@@ -112,27 +112,6 @@ def test_U4_largest_decimal_18_2_fits():
 # ---------------------------------------------------------------------- options (U5-U12)
 
 
-@pytest.fixture
-def traps(monkeypatch):
-    """Fail if a command opens a catalog or starts Ray."""
-    import ray
-
-    import backfill.driver
-    import cluster.catalog
-
-    calls: list[str] = []
-
-    def trap(name):
-        def fail(*a, **k):
-            calls.append(name)
-            raise AssertionError(f"{name} must not run for a rejected option")
-        return fail
-
-    monkeypatch.setattr(cli, "catalog_from_config", trap("catalog_from_config"))
-    monkeypatch.setattr(cluster.catalog, "resolve_catalog", trap("resolve_catalog"))
-    monkeypatch.setattr(backfill.driver, "_ensure_ray", trap("_ensure_ray"))
-    monkeypatch.setattr(ray, "init", trap("ray.init"))
-    return calls
 
 
 def _cli(capsys, *argv):

@@ -1,0 +1,31 @@
+"""Fixtures shared by the fast unit tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from backfill import cli
+
+
+@pytest.fixture
+def traps(monkeypatch):
+    """Fail the test if a command opens a catalog, resolves one, or starts Ray."""
+    import ray
+
+    import backfill.driver
+    import cluster.catalog
+
+    calls: list[str] = []
+
+    def trap(name):
+        def fail(*a, **k):
+            calls.append(name)
+            raise AssertionError(f"{name} must not run for rejected input or options")
+        return fail
+
+    monkeypatch.setattr(cli, "catalog_from_config", trap("catalog_from_config"))
+    monkeypatch.setattr(cluster.catalog, "resolve_catalog", trap("resolve_catalog"))
+    monkeypatch.setattr(cluster.catalog, "load_pyiceberg_catalog", trap("load_pyiceberg_catalog"))
+    monkeypatch.setattr(backfill.driver, "_ensure_ray", trap("_ensure_ray"))
+    monkeypatch.setattr(ray, "init", trap("ray.init"))
+    return calls
