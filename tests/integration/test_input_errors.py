@@ -14,7 +14,6 @@ from backfill.driver import run_backfill
 from backfill.errors import InputError, TableError
 from backfill.sample_data import SampleSpec
 from backfill.setup import setup_tables, stage_rows
-from backfill.tables import create_target, identifier
 from tests.integration.helpers import make_config, pyiceberg_catalog, snapshot_ids
 
 pytestmark = [pytest.mark.spark]
@@ -64,26 +63,6 @@ def test_unknown_target_table(env):
     bad = dataclasses.replace(cfg, tables=dataclasses.replace(cfg.tables, target_table="inputerr.nope"))
     with pytest.raises(TableError, match=r"target table demo.inputerr.nope does not exist"):
         run_backfill(bad, ["bf-ok"])
-
-
-def test_staging_columns_that_do_not_match(env, catalog_service):
-    from pyiceberg.schema import Schema
-    from pyiceberg.types import DecimalType, LongType, NestedField, StringType
-
-    cfg = make_config(catalog_service, "badstaging")
-    catalog = pyiceberg_catalog(cfg)
-    create_target(catalog, cfg)
-    catalog.create_table(identifier(cfg, "staging"), schema=Schema(
-        NestedField(1, "backfill_id", StringType()), NestedField(2, "acct", LongType()),
-        NestedField(3, "backfill_month", StringType()), NestedField(4, "status", StringType()),
-        NestedField(5, "balance", DecimalType(18, 2)), NestedField(6, "credit_limit", StringType()),
-        NestedField(7, "bogus", DecimalType(18, 2))))
-    with pytest.raises(TableError) as exc:
-        run_backfill(cfg, ["bf-x"])
-    msg = str(exc.value)
-    assert "'payment' (configured) is missing" in msg
-    assert "'credit_limit' is string" in msg
-    assert "['bogus']" in msg
 
 
 def test_target_lacking_a_configured_column(env, catalog_service):
