@@ -5,8 +5,12 @@ cluster can go away, so "what is already done" must be durable *before* the next
 partition starts. A rerun of the same backfill ids then skips partitions whose exact
 work (same partition, same entries digest) is committed, and reports the rest.
 
-Keys: one record set per *run key*, ``run_key(backfill_ids)`` = the sorted, distinct ids
-joined by ','. Inside a key, one :class:`PartitionCheckpoint` per target partition.
+Keys: one record set per *run key*, ``run_key(backfill_ids, table_uuid)`` = the sorted,
+distinct ids joined by ',', then '@' and the target table's Iceberg UUID. The UUID is part
+of the key because the same backfill id may be applied to two tables of one warehouse (or
+to a table dropped and created again under the same name): a commit recorded for one must
+never count as done for the other. Inside a key, one :class:`PartitionCheckpoint` per
+target partition.
 
 Three implementations of one small interface (:class:`CheckpointStore`):
 
@@ -47,9 +51,11 @@ _FORMAT_VERSION = 1
 _MAX_ERROR_CHARS = 4000
 
 
-def run_key(backfill_ids: Iterable[str]) -> str:
-    """The checkpoint key of a run: sorted distinct backfill ids joined by ','."""
-    return ",".join(sorted(set(backfill_ids)))
+def run_key(backfill_ids: Iterable[str], table_uuid: object = None) -> str:
+    """The checkpoint key of a run: sorted distinct backfill ids joined by ',', '@' the
+    target's table UUID (omitted only by stores used without a table, in unit tests)."""
+    ids = ",".join(sorted(set(backfill_ids)))
+    return f"{ids}@{table_uuid}" if table_uuid is not None else ids
 
 
 def default_directory(warehouse: str | os.PathLike[str]) -> Path:
@@ -69,6 +75,9 @@ class PartitionCheckpoint:
     ``attempts`` counts transitions to 'running' over all runs with this digest (a digest
     change starts again at 0). ``run_id`` is the run that last touched the record.
     ``snapshot_id`` is set once committed (None for a commit that changed no row).
+    ``run_attempt`` is the attempt number, within ``run_id``, of the last 'running' mark:
+    when that run's driver dies mid-attempt, the next run writes the audit row the dead
+    driver could not, under that run id and attempt number, so no attempt goes unrecorded.
     """
 
     partition: str
@@ -79,6 +88,7 @@ class PartitionCheckpoint:
     error: str | None = None
     run_id: str | None = None
     updated_at: datetime = dataclasses.field(default_factory=_now)
+    run_attempt: int = 0
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -93,6 +103,7 @@ class PartitionCheckpoint:
             snapshot_id=int(snap) if snap is not None else None,
             attempts=int(d.get("attempts", 0)), error=d.get("error"), run_id=d.get("run_id"),
             updated_at=datetime.fromisoformat(d["updated_at"]),
+            run_attempt=int(d.get("run_attempt", 0)),
         )
 
 
@@ -113,9 +124,10 @@ class CheckpointStore(Protocol):
         ...
 
     def mark(self, key: str, partition: str, state: str, snapshot_id: int | None = None,
-             error: str | None = None, run_id: str | None = None) -> PartitionCheckpoint:
-        """Move ``partition`` to ``state``; 'running' increments attempts. KeyError if
-        the partition was never begun under ``key``."""
+             error: str | None = None, run_id: str | None = None,
+             run_attempt: int | None = None) -> PartitionCheckpoint:
+        """Move ``partition`` to ``state``; 'running' increments attempts and records
+        ``run_attempt``. KeyError if the partition was never begun under ``key``."""
         ...
 
     def load(self, key: str) -> dict[str, PartitionCheckpoint]:
@@ -151,7 +163,7 @@ def _apply_begin(records: dict[str, PartitionCheckpoint], run_id: str,
 
 def _apply_mark(records: dict[str, PartitionCheckpoint], key: str, partition: str, state: str,
                 snapshot_id: int | None, error: str | None,
-                run_id: str | None) -> PartitionCheckpoint:
+                run_id: str | None, run_attempt: int | None = None) -> PartitionCheckpoint:
     if state not in STATES:
         raise ValueError(f"checkpoint state must be one of {STATES}, got {state!r}")
     old = records.get(partition)
@@ -166,6 +178,7 @@ def _apply_mark(records: dict[str, PartitionCheckpoint], key: str, partition: st
                else (None if state == COMMITTED else old.error)),
         run_id=run_id if run_id is not None else old.run_id,
         updated_at=_now(),
+        run_attempt=run_attempt if run_attempt is not None else old.run_attempt,
     )
 
 
@@ -197,10 +210,11 @@ class _RecordStore:
             return dict(records)
 
     def mark(self, key: str, partition: str, state: str, snapshot_id: int | None = None,
-             error: str | None = None, run_id: str | None = None) -> PartitionCheckpoint:
+             error: str | None = None, run_id: str | None = None,
+             run_attempt: int | None = None) -> PartitionCheckpoint:
         with self._lock:
             records = self._read(key)
-            rec = _apply_mark(records, key, partition, state, snapshot_id, error, run_id)
+            rec = _apply_mark(records, key, partition, state, snapshot_id, error, run_id, run_attempt)
             records[partition] = rec
             self._write(key, records)
             return rec
@@ -443,8 +457,9 @@ class RayCheckpointStore:
         return self._call("begin", key, run_id, [(p, d) for p, d in tasks])
 
     def mark(self, key: str, partition: str, state: str, snapshot_id: int | None = None,
-             error: str | None = None, run_id: str | None = None) -> PartitionCheckpoint:
-        return self._call("mark", key, partition, state, snapshot_id, error, run_id)
+             error: str | None = None, run_id: str | None = None,
+             run_attempt: int | None = None) -> PartitionCheckpoint:
+        return self._call("mark", key, partition, state, snapshot_id, error, run_id, run_attempt)
 
     def load(self, key: str) -> dict[str, PartitionCheckpoint]:
         return self._call("load", key)

@@ -13,8 +13,9 @@ import logging
 import os
 import socket
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from backfill.config import Config
 from backfill.identifiers import quote_table
@@ -72,8 +73,20 @@ class PartitionWorker:
         self._refresh(*refresh)
         return [tuple(r) for r in self.spark.sql(query).collect()]
 
+    def _activate(self) -> None:
+        """Make this session the active one of the calling thread's JVM thread.
+
+        With ``partitions_per_actor`` > 1 Ray calls methods from several threads, and each
+        Python thread gets its own JVM thread (pyspark's pinned threads) that has no active
+        session. ``spark.sql`` sets one for its own duration, but Iceberg's Java API called
+        directly (``Spark3Util.loadIcebergTable``) reads ``SQLConf.get`` and would see a
+        blank configuration without this session's catalogs.
+        """
+        self.spark._jvm.org.apache.spark.sql.SparkSession.setActiveSession(self.spark._jsparkSession)
+
     def _iceberg_table(self) -> Any:
         """The target as an Iceberg Java ``Table`` (this session's catalog), refreshed."""
+        self._activate()
         jvm = self.spark._jvm
         name = ".".join(self.cfg.table_parts("target"))
         table = jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(self.spark._jsparkSession, name)
@@ -186,3 +199,25 @@ class PartitionWorker:
         from cluster.spark_session import stop_spark
 
         stop_spark()
+
+
+@contextmanager
+def one_session(cfg: Config, resolved_catalog: Any, name: str) -> Iterator[Any]:
+    """One partition actor (a RayDP Spark session) for statements run in order; always ended."""
+    import ray
+
+    from backfill.driver import _ensure_ray
+    from cluster.jars import iceberg_runtime_jar
+
+    iceberg_runtime_jar(cfg.spark.iceberg_jar)  # fail fast, before the actor starts
+    _ensure_ray(cfg)
+    actor = ray.remote(PartitionWorker).options(num_cpus=cfg.run.actor_cpus, max_restarts=0).remote(
+        cfg, resolved_catalog.spark_conf(), name)
+    try:
+        yield actor
+    finally:
+        try:
+            ray.get(actor.shutdown.remote(), timeout=60)
+        except Exception:  # the actor may already be dead; it is killed next anyway
+            pass
+        ray.kill(actor)

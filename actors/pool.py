@@ -32,8 +32,13 @@ class _Pending:
 class PartitionPool:
     """Keeps at most ``max_parallel`` partition actors busy until every task has an outcome.
 
+    With ``slots_per_actor`` > 1 an actor runs that many partitions at once from threads
+    of its one Spark session (executors and JVM shared: less memory than one session per
+    partition); ``max_parallel`` still caps the partitions running in total.
+
     Args:
-        make_actor: creates a new actor handle; called with a sequence number.
+        make_actor: creates a new actor; called with a sequence number, returns
+            ``(handle, name)`` (the name goes into the outcome of an attempt it died in).
         submit: starts ``task`` (attempt n) on an actor and returns its ObjectRef.
         max_parallel: the cap.
         policy: which failures to retry and how long to wait.
@@ -42,43 +47,83 @@ class PartitionPool:
         should_stop: polled between waits; when True no new attempt starts.
     """
 
-    def __init__(self, make_actor: Callable[[int], Any], submit: Callable[[Any, PartitionTask, int], Any],
+    def __init__(self, make_actor: Callable[[int], tuple[Any, str]], submit: Callable[[Any, PartitionTask, int], Any],
                  max_parallel: int, policy: RetryPolicy,
                  on_outcome: Callable[[PartitionOutcome], None],
-                 should_stop: Callable[[], bool] = lambda: False) -> None:
+                 should_stop: Callable[[], bool] = lambda: False, slots_per_actor: int = 1) -> None:
         self._make_actor = make_actor
         self._submit = submit
         self._max = max_parallel
+        self._slots = max(1, slots_per_actor)
+        self._max_actors = -(-max_parallel // self._slots)
         self._policy = policy
         self._on_outcome = on_outcome
         self._should_stop = should_stop
-        self._idle: list[Any] = []          # live actors with nothing to do
-        self._live = 0                      # live actors, busy or idle
+        self._busy: dict[Any, int] = {}     # live actor -> attempts (or calls) running on it
         self._made = 0                      # actors ever created (names stay unique)
         self.actors: list[Any] = []         # every actor still alive, for shutdown
+        self._names: dict[Any, str] = {}    # handle -> name
 
     def acquire(self) -> Any | None:
-        """An idle actor, or a new one while under the cap; None when all are busy."""
-        if self._idle:
-            return self._idle.pop()
-        if self._live < self._max:
+        """A slot on an actor, or None when ``max_parallel`` attempts already run.
+
+        An idle actor is used first, then a new one while under the actor cap (spreading
+        work over sessions and nodes), then a free slot beside a running attempt.
+        """
+        if sum(self._busy.values()) >= self._max:
+            return None
+        idle = [a for a, n in self._busy.items() if n == 0]
+        if idle:
+            actor = idle[0]
+        elif len(self._busy) < self._max_actors:
             self._made += 1
-            self._live += 1
-            actor = self._make_actor(self._made)
+            actor, name = self._make_actor(self._made)
+            self._names[actor] = name
             self.actors.append(actor)
-            return actor
-        return None
+            self._busy[actor] = 0
+        else:
+            free = [a for a, n in self._busy.items() if n < self._slots]
+            if not free:
+                return None
+            actor = min(free, key=self._busy.__getitem__)
+        self._busy[actor] += 1
+        return actor
 
     def release(self, actor: Any) -> None:
-        """Give back an actor taken with :meth:`acquire`."""
-        self._idle.append(actor)
+        """Give back a slot taken with :meth:`acquire`."""
+        if actor in self._busy:
+            self._busy[actor] -= 1
+
+    def call(self, method: str, *args: Any, attempts: int = 3) -> Any:
+        """``method(*args)`` on an idle (or new) actor; a dead actor is replaced and the
+        call repeated (the calls made this way are idempotent)."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        for attempt in range(1, attempts + 1):
+            actor = self.acquire()
+            if actor is None:
+                raise RuntimeError("no actor is free: call() is for use after run()")
+            try:
+                result = ray.get(getattr(actor, method).remote(*args))
+            except RayActorError:
+                self._drop_actor(actor)
+                if attempt == attempts:
+                    raise
+                log.warning("actor died during %s; retrying on a new actor", method)
+                continue
+            self.release(actor)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _drop_actor(self, actor: Any) -> None:
+        """Forget a dead actor (its other running attempts fail on their own) and make sure it is gone."""
         import ray
 
-        self._live -= 1
-        if actor in self.actors:
-            self.actors.remove(actor)
+        if actor not in self._busy:
+            return  # dropped already
+        del self._busy[actor]
+        self.actors.remove(actor)
         try:
             ray.kill(actor, no_restart=True)
         except Exception:  # already dead
@@ -113,7 +158,7 @@ class PartitionPool:
                 actor, item, started = active.pop(ref)
                 try:
                     outcome = ray.get(ref)
-                    self._idle.append(actor)
+                    self.release(actor)
                 except RayError as exc:  # the actor died (killed, OOM, node lost)
                     self._drop_actor(actor)
                     text = f"{type(exc).__name__}: {exc}"
@@ -121,6 +166,7 @@ class PartitionPool:
                         partition=item.task.partition, status="failed", attempt=item.attempt,
                         entries=len(item.task.entries), started_at=started,
                         completed_at=datetime.now(timezone.utc), error=text[:4000], transient=True,
+                        actor=self._names.get(actor),
                     )
                 outcomes.append(outcome)
                 self._on_outcome(outcome)

@@ -2,7 +2,8 @@
 
 Every command has --help, defaults that work on the embedded demo stack, and exit codes:
 0 success; 2 bad option or config; 3 bad staged input; 4 table problem; 5 environment
-(Java, jar, catalog service); 6 partitions failed after retries (rerun to resume).
+(Java, jar, catalog service); 6 partitions failed after retries; 7 stopped by SIGTERM or
+SIGINT before every partition ran (after 6 and 7, rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ log = logging.getLogger("backfill")
 
 #: Modules that add their own sub-commands: each has ``register(subparsers)``.
 COMMAND_MODULES: tuple[str, ...] = ("backfill.status", "backfill.report", "backfill.estimate",
-                                     "backfill.cleanup", "backfill.sql_script")
+                                     "backfill.cleanup", "backfill.sql_script", "backfill.compact")
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
@@ -38,6 +39,18 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--buckets", type=int, help="bucket count of the account column (default 64)")
     g.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="logging level (default INFO)")
+
+
+#: Exit code of a run stopped by SIGTERM/SIGINT (`ray job stop`) before every partition ran.
+STOPPED_EXIT_CODE = 7
+
+
+def _add_layout_options(p: argparse.ArgumentParser) -> None:
+    """How a new target table is created (commands that create one)."""
+    p.add_argument("--write-mode", choices=["merge-on-read", "copy-on-write"],
+                   help="write mode of a new target (default merge-on-read; compact later with `compact`)")
+    p.add_argument("--format-version", type=int, choices=[2, 3],
+                   help="Iceberg format of a new target (default 2; 3 = deletion vectors)")
 
 
 def check_option_values(args: argparse.Namespace) -> None:
@@ -89,8 +102,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
         tables__audit_table=args.audit_table,
         tables__window=args.window,
         tables__buckets=args.buckets,
+        tables__write_mode=getattr(args, "write_mode", None),
+        tables__format_version=getattr(args, "format_version", None),
         run__max_parallel=getattr(args, "max_parallel", None),
         run__retries=getattr(args, "retries", None),
+        run__partitions_per_actor=getattr(args, "partitions_per_actor", None),
         run__order=getattr(args, "order", None),
         run__ray_address=getattr(args, "ray_address", None),
         spark__iceberg_jar=getattr(args, "iceberg_jar", None),
@@ -153,10 +169,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     result = execute(prepared, resolved, catalog, progress=print)
     for line in result.summary_lines():
         print(line)
-    if not result.succeeded:
+    if result.failed_partitions:
         print(f"error: {len(result.failed_partitions)} partition(s) failed after retries; "
               "rerun the same command to resume", file=sys.stderr)
         return 6
+    if result.not_started:
+        print(f"stopped: {len(result.not_started)} partition(s) not started; rerun the same command "
+              "to resume", file=sys.stderr)
+        return STOPPED_EXIT_CODE
     return 0
 
 
@@ -240,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="iceberg-backfill",
         description="Backfill late or corrected monthly values into rolling history arrays of an "
                     "Iceberg table, one partition MERGE per Ray actor.",
+        epilog="exit codes: 0 ok, 1 verify found mismatches, 2 bad option or config, 3 bad staged "
+               "input, 4 table problem, 5 environment (Java, jar, catalog), 6 partitions failed after "
+               "retries, 7 stopped by signal; after 6 and 7 the same command resumes",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -252,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--staged-accounts", type=int, default=40, help="accounts with staged entries (default 40)")
     p.add_argument("--backfill-id", default="bf-demo-001", help="backfill id of the sample entries")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    _add_layout_options(p)
     p.set_defaults(func=cmd_setup)
 
     p = sub.add_parser("backfill", help="apply pending staged entries to the target table")
@@ -261,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backfill-month", help="only entries of this month (YYYY-MM)")
     p.add_argument("--resume-from", help="skip target partitions before this month (YYYY-MM)")
     p.add_argument("--max-parallel", type=int, help="partition actors at once (default 1)")
+    p.add_argument("--partitions-per-actor", type=int,
+                   help="partitions one actor runs at once in its Spark session (default 1)")
     p.add_argument("--retries", type=int, help="extra attempts per partition on transient failure (default 3)")
     p.add_argument("--order", choices=["newest", "oldest"], help="partition order (default newest)")
     p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local instance)")
@@ -284,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--staged-accounts", type=int, default=40, help="accounts with staged entries (default 40)")
     p.add_argument("--max-parallel", type=int, default=2, help="partition actors at once (default 2)")
     p.add_argument("--keep-running", action="store_true", help="leave the catalog service running")
+    _add_layout_options(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("catalog", help="start, stop or check the embedded catalog service")

@@ -13,6 +13,7 @@ Order of a run, and why:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
@@ -23,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
 from backfill import tables
+from backfill.array_lengths import find_overlong, overlong_note
 from backfill.audit import AuditWriter
 from backfill.config import Config
 from backfill.entries import validate_rows
@@ -81,7 +83,19 @@ def prepare(cfg: Config, catalog: Any, backfill_ids: Sequence[str], backfill_mon
     committed = tables.committed_digests(target)
     already = {t.partition: committed[(t.partition, t.digest)] for t in plan.tasks
                if (t.partition, t.digest) in committed}
+    if cfg.run.check_array_lengths:
+        plan = _with_array_length_notes(plan, target, cfg, [t for t in plan.tasks if t.partition not in already])
     return PreparedRun(cfg, ids, run_id or new_run_id(), plan, read.snapshot_id, already)
+
+
+def _with_array_length_notes(plan: Plan, target: Any, cfg: Config, tasks: Sequence[PartitionTask]) -> Plan:
+    """``plan`` plus a note naming target arrays already longer than the window, if any."""
+    found, skipped = find_overlong(target, cfg, tasks)
+    note = overlong_note(found, cfg.tables.window, "in rows this run will rewrite") or skipped
+    if not note:
+        return plan
+    log.warning(note)
+    return dataclasses.replace(plan, notes=plan.notes + (note,))
 
 
 class _StopFlag:
@@ -114,7 +128,8 @@ def _ensure_ray(cfg: Config) -> None:
     else:
         s = cfg.spark
         per_session = cfg.run.actor_cpus + s.num_executors * s.executor_cores + 1
-        cpus = max(os.cpu_count() or 2, int(cfg.run.max_parallel * per_session) + 1)
+        sessions = -(-cfg.run.max_parallel // cfg.run.partitions_per_actor)
+        cpus = max(os.cpu_count() or 2, int(sessions * per_session) + 1)
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
 
 
@@ -135,9 +150,11 @@ def execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
     iceberg_runtime_jar(cfg.spark.iceberg_jar)
     _ensure_ray(cfg)
     ckpt = RayCheckpointStore(cfg.checkpoint_directory(), namespace=cfg.run.checkpoint_namespace)
-    key = run_key(prepared.backfill_ids)
+    target = catalog.load_table(tables.identifier(cfg, "target"))
+    key = run_key(prepared.backfill_ids, target.metadata.table_uuid)
+    lost = interrupted_attempts(ckpt.load(key), prepared)  # before begin() turns them pending
     ckpt.begin(key, prepared.run_id, [(t.partition, t.digest) for t in plan.tasks])
-    in_history = {s.snapshot_id for s in catalog.load_table(tables.identifier(cfg, "target")).metadata.snapshots}
+    in_history = {s.snapshot_id for s in target.metadata.snapshots}
     for partition, (dig, snap) in ckpt.committed(key).items():
         task = next((t for t in plan.tasks if t.partition == partition), None)
         # The snapshot summaries are the truth; the checkpoint only speaks for commits
@@ -149,8 +166,15 @@ def execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
     outcomes: list[PartitionOutcome] = []
     say = progress or (lambda line: log.info(line))
     total = len(plan.tasks)
+    secrets = resolved_catalog.secrets()
+    if lost:
+        audit.append([row for run_id, outcome in lost for row in
+                      (outcome.audit_row(b, run_id) for b in prepared.backfill_ids)])
+        say(f"recorded {len(lost)} attempt(s) interrupted when an earlier driver stopped: "
+            + ", ".join(f"{o.partition} ({r} attempt {o.attempt})" for r, o in lost))
 
     def record(outcome: PartitionOutcome) -> None:
+        outcome = outcome.scrubbed(secrets)
         outcomes.append(outcome)
         if outcome.ok:
             ckpt.mark(key, outcome.partition, COMMITTED, snapshot_id=outcome.snapshot_id,
@@ -192,18 +216,20 @@ def execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
         name = f"backfill-{prepared.run_id}-a{n}"
         return actor_cls.options(
             name=name, namespace=cfg.run.checkpoint_namespace, num_cpus=cfg.run.actor_cpus,
-            max_restarts=0, max_concurrency=1, scheduling_strategy="SPREAD",
-        ).remote(cfg, spark_conf, name)
+            max_restarts=0, max_concurrency=cfg.run.partitions_per_actor, scheduling_strategy="SPREAD",
+        ).remote(cfg, spark_conf, name), name
 
     def submit(actor: Any, task: PartitionTask, attempt: int) -> Any:
-        ckpt.mark(key, task.partition, RUNNING, run_id=prepared.run_id)  # durable before it starts
+        # durable before it starts, with the attempt number a later run may have to report
+        ckpt.mark(key, task.partition, RUNNING, run_id=prepared.run_id, run_attempt=attempt)
         return actor.apply.remote(task, list(prepared.backfill_ids), prepared.run_id,
                                   prepared.staging_snapshot_id, attempt)
 
     stop = _StopFlag()
     stop.install()
     policy = RetryPolicy(cfg.run.retries, cfg.run.retry_backoff_seconds)
-    pool = PartitionPool(make_actor, submit, cfg.run.max_parallel, policy, record, stop.event.is_set)
+    pool = PartitionPool(make_actor, submit, cfg.run.max_parallel, policy, record, stop.event.is_set,
+                         slots_per_actor=cfg.run.partitions_per_actor)
     applied = rejected = 0
     try:
         pool.run(to_run)
@@ -213,16 +239,48 @@ def execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
     finally:
         pool.shutdown()
     notes = list(plan.notes)
-    if stop.event.is_set():
-        notes.append("stopped by signal before every partition ran; rerun the same command to resume")
+    attempted = {o.partition for o in outcomes}
+    not_started = tuple(t.partition for t in to_run if t.partition not in attempted)
+    if stop.event.is_set() and not_started:
+        notes.append(f"stopped by signal before {len(not_started)} partition(s) ran; rerun the same "
+                     "command to resume")
     return RunResult(prepared.run_id, prepared.backfill_ids, len(plan.tasks), tuple(outcomes),
-                     applied, rejected, plan.skipped_by_resume, time.monotonic() - t0, tuple(notes))
+                     applied, rejected, plan.skipped_by_resume, time.monotonic() - t0, tuple(notes),
+                     not_started)
+
+
+def interrupted_attempts(records: dict[str, Any], prepared: PreparedRun) -> list[tuple[str, PartitionOutcome]]:
+    """Audit rows, as (run id, outcome), for attempts an earlier driver left 'running'.
+
+    A driver that dies (SIGKILL, lost node) cannot write the audit row of the attempts it
+    had in flight. The checkpoint still says 'running' for them, with their run id and
+    attempt number; writing an 'interrupted' row for each keeps the audit complete: every
+    attempt of every run has a row. Whether the attempt's commit landed is stated from
+    the snapshot history (the same evidence that stops it from being redone).
+    """
+    from actors.checkpoint import RUNNING
+
+    now = datetime.now(timezone.utc)
+    tasks = {t.partition: t for t in prepared.plan.tasks}
+    out = []
+    for partition, rec in sorted(records.items()):
+        if rec.state != RUNNING or not rec.run_id or rec.run_id == prepared.run_id:
+            continue
+        task = tasks.get(partition)
+        same_work = task is not None and task.digest == rec.digest
+        snap = prepared.already_committed.get(partition) if same_work else None
+        landed = f"its commit landed as snapshot {snap}" if snap is not None else "no commit of it landed"
+        out.append((rec.run_id, PartitionOutcome(
+            partition=partition, status="interrupted", attempt=rec.run_attempt,
+            entries=len(task.entries) if same_work else 0,
+            started_at=rec.updated_at, completed_at=now, snapshot_id=snap,
+            error=f"the driver of {rec.run_id} stopped during this attempt; {landed} "
+                  f"(found by {prepared.run_id})")))
+    return out
 
 
 def _mark_staging(prepared: PreparedRun, ok_partitions: set[str], pool: Any) -> tuple[int, int]:
     """Mark entries applied when all their planned partitions are committed; mark rejections."""
-    import ray
-
     plan = prepared.plan
     by_month: dict[str, list] = {}
     for e in plan.entries:
@@ -232,16 +290,11 @@ def _mark_staging(prepared: PreparedRun, ok_partitions: set[str], pool: Any) -> 
                    and all(p in ok_partitions for p in plan.partitions_of(es[0]))]
     if not done_months and not rejected_months:
         return 0, 0
-    actor = pool.acquire()
-    calls = []
+    ids = list(prepared.backfill_ids)
     if done_months:
-        calls.append(actor.mark_staging.remote(list(prepared.backfill_ids), done_months,
-                                               prepared.staging_snapshot_id, "applied"))
+        pool.call("mark_staging", ids, done_months, prepared.staging_snapshot_id, "applied")
     for month, reason in rejected_months.items():
-        calls.append(actor.mark_staging.remote(list(prepared.backfill_ids), [month],
-                                               prepared.staging_snapshot_id, "rejected", reason))
-    ray.get(calls)
-    pool.release(actor)
+        pool.call("mark_staging", ids, [month], prepared.staging_snapshot_id, "rejected", reason)
     applied = sum(len(by_month[m]) for m in done_months)
     rejected = sum(len(by_month[m]) for m in rejected_months)
     return applied, rejected

@@ -23,7 +23,7 @@ FORMATS = ("text", "markdown", "json")
 SLOWEST = 5
 #: Bar colours of the timeline, by attempt status.
 STATUS_COLORS = {"committed": "#2e7d32", "already_committed": "#78909c", "noop": "#bdbdbd",
-                 "failed": "#c62828"}
+                 "failed": "#c62828", "interrupted": "#ef6c00"}
 DRIVER_LANE = "driver"
 
 

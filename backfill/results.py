@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Iterable
+
+from backfill.config import scrub
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,8 @@ class PartitionOutcome:
     """One attempt at one partition.
 
     ``status`` is 'committed', 'already_committed' (found in the snapshot history, not
-    redone), 'noop' (no row of the partition had an entry) or 'failed'.
+    redone), 'noop' (no row of the partition had an entry), 'failed', or 'interrupted'
+    (its driver died mid-attempt; written by the next run from the checkpoint).
     """
 
     partition: str
@@ -60,6 +64,17 @@ class PartitionOutcome:
     @property
     def ok(self) -> bool:
         return self.status in ("committed", "already_committed", "noop")
+
+    def scrubbed(self, secrets: Iterable[str]) -> "PartitionOutcome":
+        """This outcome with catalog secrets masked in its error text.
+
+        Error text comes from catalog clients and Spark, which may quote a URI with a
+        password or a token; it goes on to the checkpoint, the audit table and the log.
+        """
+        if not self.error:
+            return self
+        clean = scrub(self.error, secrets)
+        return self if clean == self.error else dataclasses.replace(self, error=clean)
 
     @property
     def duration_seconds(self) -> float:
@@ -91,6 +106,8 @@ class RunResult:
     skipped_by_resume: tuple[str, ...]
     duration_seconds: float
     notes: tuple[str, ...] = ()
+    #: Planned partitions never attempted because the run was stopped (SIGTERM/SIGINT).
+    not_started: tuple[str, ...] = ()
 
     def final(self) -> dict[str, PartitionOutcome]:
         """Last attempt per partition."""
@@ -113,7 +130,8 @@ class RunResult:
 
     @property
     def succeeded(self) -> bool:
-        return not self.failed_partitions
+        """Every planned partition ended committed, already committed or with nothing to do."""
+        return not self.failed_partitions and not self.not_started
 
     def summary_lines(self) -> list[str]:
         fin = self.final()
@@ -123,6 +141,7 @@ class RunResult:
             f"  partitions planned {self.planned}: committed {count('committed')}, "
             f"already committed {count('already_committed')}, no matching rows {count('noop')}, "
             f"failed {len(self.failed_partitions)}"
+            + (f", not started {len(self.not_started)}" if self.not_started else "")
             + (f", skipped by --resume-from {len(self.skipped_by_resume)}" if self.skipped_by_resume else ""),
             f"  rows updated {self.rows_updated}, entries without a target row (not created) "
             f"{self.missing_rows}",

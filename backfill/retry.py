@@ -60,3 +60,11 @@ class RetryPolicy:
 
     def should_retry(self, failed_attempt: int, transient: bool) -> bool:
         return transient and failed_attempt <= self.retries
+
+
+def statement_error(exc: BaseException, what: str, hint: str) -> Exception:
+    """A Transient or Permanent error for a failed Spark statement, with what to do."""
+    from backfill.errors import PermanentError, TransientError
+
+    text = f"{what} failed: {type(exc).__name__}: {exc}"[:4000] + hint
+    return (TransientError if is_transient(str(exc)) else PermanentError)(text)

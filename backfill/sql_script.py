@@ -20,7 +20,6 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any, Callable
 
-from backfill.errors import PermanentError, TransientError
 from backfill.merge_sql import mark_staging_sql, merge_sql, staging_source_sql
 
 if TYPE_CHECKING:
@@ -112,35 +111,21 @@ def run_script(prepared: "PreparedRun", resolved_catalog: Any,
     """
     import ray
 
-    from actors.partition_actor import PartitionWorker
-    from backfill.driver import _ensure_ray
-    from backfill.retry import is_transient
-    from cluster.jars import iceberg_runtime_jar
+    from actors.partition_actor import one_session
+    from backfill.retry import statement_error
 
     cfg = prepared.cfg
-    iceberg_runtime_jar(cfg.spark.iceberg_jar)  # fail fast, before the actor starts
     items = script_items(prepared)
-    _ensure_ray(cfg)
     say = progress or log.info
-    actor = ray.remote(PartitionWorker).options(num_cpus=cfg.run.actor_cpus, max_restarts=0).remote(
-        cfg, resolved_catalog.spark_conf(), f"backfill-sql-{prepared.run_id}")
-    try:
+    with one_session(cfg, resolved_catalog, f"backfill-sql-{prepared.run_id}") as actor:
         for i, (note, stmt) in enumerate(items, start=1):
             try:
                 ray.get(actor.sql.remote(stmt))
             except Exception as exc:
-                text = f"statement {i}/{len(items)} ({note}) failed: {type(exc).__name__}: {exc}"[:4000]
-                hint = "; earlier statements are committed, rerun to finish (statements are idempotent)"
-                err = TransientError if is_transient(str(exc)) else PermanentError
-                raise err(text + hint) from None
+                raise statement_error(exc, f"statement {i}/{len(items)} ({note})", "; earlier statements "
+                                      "are committed, rerun to finish (statements are idempotent)") from None
             say(f"[{i}/{len(items)}] {note}")
-        return len(items)
-    finally:
-        try:
-            ray.get(actor.shutdown.remote(), timeout=60)
-        except Exception:  # the actor may already be dead; it is killed next anyway
-            pass
-        ray.kill(actor)
+    return len(items)
 
 
 # ---------------------------------------------------------------------- CLI

@@ -18,14 +18,21 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
-#: Target table properties set by ``setup``. Iceberg's own commit retries are raised
-#: because several partition MERGEs commit to one table at once.
+#: Target table properties set by ``setup`` (plus write mode and format, from the config).
+#: Iceberg's own commit retries are raised because several partition MERGEs commit to one
+#: table at once.
 TARGET_PROPERTIES = {
-    "format-version": "2",
     "commit.retry.num-retries": "20",
     "commit.retry.min-wait-ms": "100",
     "write.parquet.compression-codec": "zstd",
 }
+
+
+def target_properties(cfg: Config) -> dict[str, str]:
+    """Properties of a new target: the configured write mode for MERGE, UPDATE and DELETE."""
+    t = cfg.tables
+    modes = {f"write.{op}.mode": t.write_mode for op in ("merge", "update", "delete")}
+    return {"format-version": str(t.format_version), **modes, **TARGET_PROPERTIES}
 BOOKKEEPING_PROPERTIES = {"format-version": "2", "commit.retry.num-retries": "20"}
 
 
@@ -57,7 +64,7 @@ def create_target(catalog: "Catalog", cfg: Config) -> tuple["Table", bool]:
                        name=f"{t.account_column}_bucket"),
     )
     order = SortOrder(SortField(source_id=1, transform=IdentityTransform()))
-    return _create(catalog, cfg, "target", schema, spec, order, TARGET_PROPERTIES)
+    return _create(catalog, cfg, "target", schema, spec, order, target_properties(cfg))
 
 
 def create_staging(catalog: "Catalog", cfg: Config) -> tuple["Table", bool]:

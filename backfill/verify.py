@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from backfill import tables
+from backfill.array_lengths import Overlong, overlong_in_rows, overlong_note
 from backfill.config import Config
 from backfill.entries import Entry, validate_rows
 from backfill.errors import InputError
@@ -188,7 +189,7 @@ def verify_backfill(cfg: Config, catalog: Any, backfill_ids: Sequence[str],
     after_snap = as_of if as_of is not None else target.current_snapshot().snapshot_id
     mismatches: list[Mismatch] = []
     n_rows = n_cells = 0
-    notes: list[str] = []
+    overlong: list[Overlong] = []
     for partition in sorted(commits):
         snap = commits[partition]
         before = _rows(target, snap.parent_snapshot_id, cfg, partition, sample_accounts)
@@ -200,9 +201,7 @@ def verify_backfill(cfg: Config, catalog: Any, backfill_ids: Sequence[str],
             mismatches += problems
             n_rows += 1
             n_cells += cells
-        over = sum(1 for r in after.values() for c in history
-                   if r.get(c) is not None and len(r[c]) > cfg.tables.window)
-        if over:
-            notes.append(f"{partition}: {over} array(s) longer than the window {cfg.tables.window} "
-                         "(left as they were; fix the source data)")
+        overlong += overlong_in_rows(partition, after, history, cfg.tables.window)
+    note = overlong_note(overlong, cfg.tables.window, "in the checked rows")
+    notes = [note] if note else []
     return VerifyReport(ids, len(commits), n_rows, n_cells, tuple(mismatches), tuple(notes))

@@ -226,6 +226,20 @@ class Bench:
         ok = (not failures and not wrong and other["differing_rows"] == 0
               and other["rows"] == other["base_rows"])
         verify_seconds = time.monotonic() - t0
+        compaction = None
+        if strategy.compact and ok:
+            comp = ray.get(w.compact.remote(table, [t.partition for t in ds["tasks"]]))
+            state2 = ray.get(w.table_state.remote(table))
+            after = ray.get(w.rows_of.remote(table, ds["accts"]))
+            compaction = {"seconds": round(comp["seconds"], 2), "rewritten_bytes": comp["rewritten_bytes"],
+                          "rewritten_data_files": comp["rewritten_data_files"],
+                          "files_after": state2["data_files"] + state2["delete_files"],
+                          "delete_files_after": state2["delete_files"],
+                          "verified": after == ds["expected"]}
+            ok = ok and compaction["verified"]
+            _log(f"{name}: compaction {compaction['seconds']} s, rewrote "
+                 f"{comp['rewritten_bytes'] / 1e6:.2f} MB; files {state1['data_files'] + state1['delete_files']}"
+                 f" -> {compaction['files_after']}")
         row_bytes = ds["data_bytes"] / max(1, ds["rows"])
         floor = ds["rows_changed"] * row_bytes
         written = totals["added-files-size"]
@@ -256,6 +270,7 @@ class Bench:
             "files_before": state0["data_files"] + state0["delete_files"],
             "files_after": state1["data_files"] + state1["delete_files"],
             "delete_files_after": state1["delete_files"],
+            "compaction": compaction,
         }
         _log(f"{name}: {'OK' if ok else 'FAILED'} {out['wall_seconds']} s, wrote "
              f"{written / 1e6:.2f} MB in {out['data_files_written']}+{out['delete_files_written']} files"
@@ -399,6 +414,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Spark session start {bench.session_seconds:.1f} s (not in wall times)")
         for line in table_lines(results):
             print(line)
+        for r in results:
+            c = r.get("compaction")
+            if c:
+                print(f"compaction after {r['strategy']} (`iceberg-backfill compact`): {c['seconds']:.1f} s, "
+                      f"rewrote {c['rewritten_data_files']} files / {c['rewritten_bytes'] / 1e6:.2f} MB, files "
+                      f"{r['files_after']} -> {c['files_after']} ({c['delete_files_after']} delete files), "
+                      f"cells still equal to the model: {c['verified']}")
         if scaling:
             print("\nscaling (default engine):")
             for s in scaling:

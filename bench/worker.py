@@ -176,6 +176,19 @@ class BenchWorker(PartitionWorker):
                 "spark_input_bytes": (read1 - read0) if read0 is not None and read1 is not None else None,
                 "sampled_pids": len(self._pids) + 1}
 
+    def compact(self, table: str, partitions: Sequence[str]) -> dict[str, Any]:
+        """``iceberg-backfill compact``'s procedure call on ``partitions`` of ``table``, timed."""
+        from backfill.compact import rewrite_sql
+
+        self.use_target(table)
+        t0 = time.monotonic()
+        rewritten = added = nbytes = 0
+        for p in partitions:
+            row = self.spark.sql(rewrite_sql(self.cfg, p)).collect()[0]
+            rewritten, added, nbytes = rewritten + int(row[0]), added + int(row[1]), nbytes + int(row[2])
+        return {"seconds": time.monotonic() - t0, "rewritten_data_files": rewritten,
+                "added_data_files": added, "rewritten_bytes": nbytes}
+
     # ------------------------------------------------------------------ verification
 
     def rows_of(self, table: str, accounts: Sequence[int]) -> dict[tuple[int, str], dict[str, Any]]:

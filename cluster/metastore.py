@@ -296,6 +296,10 @@ class EmbeddedMetastore:
         try:
             port = int(self._port_path.read_text())
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                # as the JVM's ServerSocket does: connections of a killed server linger in
+                # TIME_WAIT, and must not push the restarted service onto another port
+                # (running Spark sessions keep the old URI and reconnect to it)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind((self.host, port))
             return port
         except (OSError, ValueError):

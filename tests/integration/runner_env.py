@@ -42,6 +42,11 @@ def commits_per_partition(catalog: Any, cfg: Config, backfill_id: str) -> Counte
     return counts
 
 
+def table_uuid(catalog: Any, cfg: Config) -> Any:
+    """The target's Iceberg table UUID: part of the checkpoint key of its runs."""
+    return catalog.load_table(identifier(cfg, "target")).metadata.table_uuid
+
+
 def write_toml(cfg: Config, path: Path) -> Path:
     """The test config as a TOML file, for drivers started as subprocesses."""
     t, c, r = cfg.tables, cfg.catalog, cfg.run
@@ -82,4 +87,4 @@ def expected_table(cfg: Config, before: dict, staged: list[dict]) -> dict:
 
 
 __all__ = ["Decimal", "add_months", "commits_per_partition", "driver_process", "expected_table",
-           "stage_wide_backfill", "write_toml"]
+           "stage_wide_backfill", "table_uuid", "write_toml"]

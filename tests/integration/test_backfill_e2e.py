@@ -3,6 +3,7 @@ Iceberg tables, compared cell by cell with the independent reference model."""
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 import pytest
@@ -60,9 +61,10 @@ def _edge_staging(cfg):
 after_snapshot: list[int] = []  # target snapshot right after the first run
 
 
-@pytest.fixture(scope="module")
-def e2e(ray_instance, catalog_service):
-    cfg = make_config(catalog_service, "e2e", max_parallel=2)
+def _backfilled(catalog_service, namespace: str, write_mode: str):
+    """Generated and hand-made rows in a target created with ``write_mode``, backfilled once."""
+    cfg = make_config(catalog_service, namespace, max_parallel=2)
+    cfg = dataclasses.replace(cfg, tables=dataclasses.replace(cfg.tables, write_mode=write_mode))
     catalog = pyiceberg_catalog(cfg)
     spec = SampleSpec(accounts=40, months=24, first_month="2022-01", staged_accounts=16,
                       backfill_id=BID, seed=11)
@@ -73,12 +75,27 @@ def e2e(ray_instance, catalog_service):
     before = read_target(catalog, cfg)
     staged = read_rows(catalog, cfg, "staging")
     result = run_backfill(cfg, [BID])
-    after_snapshot.append(catalog.load_table(identifier(cfg, "target")).current_snapshot().snapshot_id)
+    assert catalog.load_table(identifier(cfg, "target")).properties["write.merge.mode"] == write_mode
     return cfg, catalog, before, staged, result
 
 
-def test_table_equals_reference_model_cell_by_cell(e2e):
-    cfg, catalog, before, staged, result = e2e
+@pytest.fixture(scope="module")
+def e2e(ray_instance, catalog_service):
+    """The default layout (merge-on-read), used by every test of this module."""
+    out = _backfilled(catalog_service, "e2e", "merge-on-read")
+    after_snapshot.append(out[1].load_table(identifier(out[0], "target")).current_snapshot().snapshot_id)
+    return out
+
+
+@pytest.fixture(scope="module")
+def e2e_cow(ray_instance, catalog_service):
+    """The same data in a copy-on-write target (the other MERGE path: matched rows counted first)."""
+    return _backfilled(catalog_service, "e2e_cow", "copy-on-write")
+
+
+@pytest.mark.parametrize("layout", ["e2e", "e2e_cow"])
+def test_table_equals_reference_model_cell_by_cell(request, layout):
+    cfg, catalog, before, staged, result = request.getfixturevalue(layout)
     expected = apply_rule(before, model_entries(cfg, staged), cfg.tables.window)
     actual = read_target(catalog, cfg)
     assert result.succeeded, result.summary_lines()
@@ -91,6 +108,14 @@ def test_table_equals_reference_model_cell_by_cell(e2e):
     assert actual[(2, "2023-12")] == before[(2, "2023-12")]
     assert (3, "2023-06") not in actual and (4, "2023-03") not in actual
     assert before != actual
+
+
+def test_both_layouts_count_the_same_rows(e2e, e2e_cow):
+    """Merge-on-read counts from its commit's added-records, copy-on-write with a query first."""
+    mor, cow = e2e[4], e2e_cow[4]
+    assert (mor.rows_updated, mor.missing_rows) == (cow.rows_updated, cow.missing_rows)
+    assert mor.rows_updated > 0
+    assert read_target(e2e[1], e2e[0]) == read_target(e2e_cow[1], e2e_cow[0])
 
 
 def test_staging_and_audit_record_the_run(e2e):

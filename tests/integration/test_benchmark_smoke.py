@@ -33,5 +33,10 @@ def test_tiny_benchmark_verifies_every_strategy_and_writes_results(tmp_path):
         assert r["verified"], r["verify"]
         assert r["verify"]["wrong_affected_rows"] == 0 and r["verify"]["differing_rows"] == 0
         assert r["rows_updated"] > 0 and r["commits"] >= 1
+    (compacted,) = [r for r in doc["results"] if r["compaction"]]
+    assert compacted["strategy"] == doc["default_strategy"]
+    assert compacted["compaction"]["verified"] and compacted["compaction"]["delete_files_after"] == 0
+    assert compacted["delete_files_after"] > 0  # the merge-on-read backfill did add delete files
+    assert "compaction after engine_mor_v2" in proc.stdout
     assert doc["scale"]["accounts"] == 200 and doc["scale"]["history_columns"] == 2
     assert "strategy" in proc.stdout and "wall s" in proc.stdout

@@ -11,7 +11,7 @@ import pytest
 from actors.checkpoint import RUNNING, RayCheckpointStore, run_key
 from backfill.driver import run_backfill
 from tests.integration.helpers import diff_tables, make_config, pyiceberg_catalog, read_rows, read_target
-from tests.integration.runner_env import (commits_per_partition, driver_process, expected_table,
+from tests.integration.runner_env import (commits_per_partition, driver_process, expected_table, table_uuid,
                                           stage_wide_backfill, write_toml)
 
 pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.slow]
@@ -43,6 +43,30 @@ def test_twelve_partitions_three_actors_at_once(ray_instance, catalog_service):
     assert all(n == 1 for n in commits_per_partition(catalog, cfg, "bf-par3").values())
 
 
+def test_two_partitions_at_once_in_one_actor_session(ray_instance, catalog_service):
+    """partitions_per_actor 2: one Spark session runs two MERGEs at once from two threads;
+    each commit still carries its own partition's tags (thread-local commit properties)."""
+    cfg = make_config(catalog_service, "slots2", max_parallel=2, partitions_per_actor=2)
+    catalog = pyiceberg_catalog(cfg)
+    before, staged = stage_wide_backfill(catalog, cfg, "bf-slots", months=6, seed=29)
+    result = run_backfill(cfg, ["bf-slots"])
+    assert result.succeeded, [o.error[:1500] for o in result.outcomes if o.error][:2]
+    actual, expected = read_target(catalog, cfg), expected_table(cfg, before, staged)
+    assert actual == expected, diff_tables(actual, expected)
+    audit = [r for r in read_rows(catalog, cfg, "audit")
+             if r["run_id"] == result.run_id and r["status"] == "committed"]
+    assert len({r["actor"] for r in audit}) == 1 and len(audit) == 6
+    assert _max_overlap([(r["started_at"], r["completed_at"]) for r in audit]) == 2
+    commits = commits_per_partition(catalog, cfg, "bf-slots")
+    assert sorted(p for p, _ in commits) == sorted(r["target_partition"] for r in audit)
+    assert all(n == 1 for n in commits.values())
+    # each audit row's snapshot is the commit tagged with that row's partition
+    table = catalog.load_table("slots2.accounts_history")
+    tag = {s.snapshot_id: s.summary.additional_properties.get("backfill.partition")
+           for s in table.metadata.snapshots if s.summary}
+    assert all(tag[r["snapshot_id"]] == r["target_partition"] for r in audit)
+
+
 def test_partition_actor_killed_mid_merge_is_retried(ray_instance, catalog_service):
     import ray
 
@@ -57,7 +81,7 @@ def test_partition_actor_killed_mid_merge_is_retried(ray_instance, catalog_servi
         # kill the actor that runs it
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and not killed:
-            running = [p for p, c in ckpt.load(run_key(["bf-kill"])).items() if c.state == RUNNING]
+            running = [p for p, c in ckpt.load(run_key(["bf-kill"], table_uuid(catalog, cfg))).items() if c.state == RUNNING]
             if running:
                 time.sleep(3)
                 for entry in ray.util.list_named_actors(all_namespaces=True):
@@ -127,7 +151,7 @@ def test_commit_whose_record_was_lost_is_not_redone(ray_instance, catalog_servic
     target_snapshot = catalog.load_table("lostrecord.accounts_history").current_snapshot().snapshot_id
     # lose every record of the run: checkpoint forgotten, staging rows pending again
     RayCheckpointStore(cfg.checkpoint_directory(), namespace=cfg.run.checkpoint_namespace).forget(
-        run_key(["bf-lost"]))
+        run_key(["bf-lost"], table_uuid(catalog, cfg)))
     from backfill.setup import stage_rows
 
     stage_rows(catalog, cfg, [{k: v for k, v in r.items()

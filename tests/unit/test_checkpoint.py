@@ -25,6 +25,11 @@ def store(request, tmp_path) -> CheckpointStore:
 
 def test_run_key_and_default_directory(tmp_path):
     assert KEY == "bf-1,bf-2"
+    # the same ids on two tables are two keys (a commit to one is not done for the other)
+    a = run_key(["bf-1"], "9c4f0b9e-0000-4000-8000-000000000001")
+    b = run_key(["bf-1"], "9c4f0b9e-0000-4000-8000-000000000002")
+    assert a == "bf-1@9c4f0b9e-0000-4000-8000-000000000001" and a != b
+    assert key_filename(a) != key_filename(b)
     assert default_directory(tmp_path) == tmp_path / ".backfill-checkpoints"
 
 

@@ -44,12 +44,24 @@ max_parallel = 4
     ("[bogus]\nx = 1", "unknown section"),
     ("[run]\nspeed = 1", "unknown key"),
     ("[tables\n", "not valid TOML"),
+    ("[run]\ncheck_array_lengths = \"no\"", r"\[run\] check_array_lengths must be bool, got 'no'"),
+    ("[run]\nmax_parallel = \"4\"", r"\[run\] max_parallel must be int, got '4'"),
+    ("[run]\nretries = true", r"\[run\] retries must be int, got True"),
+    ("[tables]\nwindow = 36.5", r"\[tables\] window must be int, got 36.5"),
+    ("[run]\nray_address = 5", r"\[run\] ray_address must be str, got 5"),
 ])
 def test_bad_config_is_named(tmp_path, toml, match):
     f = tmp_path / "c.toml"
     f.write_text(toml)
     with pytest.raises(ConfigError, match=match):
         load_config(f).validated()
+
+
+def test_toml_types_that_fit_are_accepted(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("[run]\nretry_backoff_seconds = 1\ncheck_array_lengths = false\nray_address = \"auto\"\n")
+    run = load_config(f).validated().run
+    assert (run.retry_backoff_seconds, run.check_array_lengths, run.ray_address) == (1, False, "auto")
 
 
 def test_hadoop_catalog_refuses_parallel_runs():
