@@ -280,8 +280,16 @@ def interrupted_attempts(records: dict[str, Any], prepared: PreparedRun) -> list
 
 
 def _mark_staging(prepared: PreparedRun, ok_partitions: set[str], pool: Any) -> tuple[int, int]:
-    """Mark entries applied when all their planned partitions are committed; mark rejections."""
+    """Mark entries applied once every planned partition is committed; mark rejections.
+
+    Nothing is marked applied after a partial run (a partition failed or never started),
+    even for months whose own partitions all committed: the rerun must see the same
+    pending entries, hence the same per-partition digests, so it recognises every
+    partition already committed instead of rewriting it for the entries still pending.
+    """
     plan = prepared.plan
+    if any(t.partition not in ok_partitions for t in plan.tasks):
+        ok_partitions = set()
     by_month: dict[str, list] = {}
     for e in plan.entries:
         by_month.setdefault(e.month, []).append(e)

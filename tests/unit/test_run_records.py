@@ -79,3 +79,23 @@ def test_a_stopped_run_is_not_a_success_and_says_what_is_left():
     assert not stopped.succeeded and stopped.failed_partitions == []
     assert "failed 0, not started 2" in stopped.summary_lines()[1]
     assert RunResult("run-A", ("bf-1",), 1, (done,), 1, 0, (), 1.0).succeeded
+
+
+class _Pool:
+    def __init__(self):
+        self.calls = []
+
+    def call(self, method, *args):
+        self.calls.append((method, args[3], tuple(args[1])))
+
+
+def test_staging_is_marked_applied_only_after_every_partition_committed():
+    from backfill.driver import _mark_staging
+
+    prepared = _prepared("run-A", {})
+    everything = {t.partition for t in prepared.plan.tasks}
+    pool = _Pool()
+    assert _mark_staging(prepared, everything - {"2024-02"}, pool) == (0, 0)
+    assert pool.calls == []          # a partial run leaves every entry pending for the rerun
+    assert _mark_staging(prepared, everything, pool) == (1, 0)
+    assert pool.calls == [("mark_staging", "applied", ("2024-01",))]
