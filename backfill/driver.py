@@ -269,7 +269,12 @@ def interrupted_attempts(records: dict[str, Any], prepared: PreparedRun) -> list
         task = tasks.get(partition)
         same_work = task is not None and task.digest == rec.digest
         snap = prepared.already_committed.get(partition) if same_work else None
-        landed = f"its commit landed as snapshot {snap}" if snap is not None else "no commit of it landed"
+        if not same_work:  # the partition's entries changed since: that commit is not looked up
+            landed = "its entries have changed since, so whether its commit landed was not checked"
+        elif snap is not None:
+            landed = f"its commit landed as snapshot {snap}"
+        else:
+            landed = "no commit of it landed"
         out.append((rec.run_id, PartitionOutcome(
             partition=partition, status="interrupted", attempt=rec.run_attempt,
             entries=len(task.entries) if same_work else 0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timezone
 
 from actors.checkpoint import InMemoryCheckpointStore, RUNNING, COMMITTED, FAILED
@@ -39,6 +40,14 @@ def test_attempts_left_running_by_a_dead_driver_are_reported_once_each():
     assert "its commit landed as snapshot 77 (found by run-B)" in lost[0][1].error
     assert "no commit of it landed" in lost[1][1].error
     assert all(o.entries == 1 for _, o in lost)
+
+    # a run with different entries for 2024-01 cannot tell whether that attempt landed
+    other = _prepared("run-B", {})
+    other = dataclasses.replace(other, plan=dataclasses.replace(other.plan, tasks=tuple(
+        dataclasses.replace(t, digest="changed") if t.partition == "2024-01" else t for t in other.plan.tasks)))
+    (changed,) = [o for _, o in interrupted_attempts(store.load("bf-1"), other) if o.partition == "2024-01"]
+    assert "entries have changed since, so whether its commit landed was not checked" in changed.error
+    assert changed.snapshot_id is None and changed.entries == 0
 
     # once begun by run-B they are pending: a third run reports nothing again
     store.begin("bf-1", "run-B", [(t.partition, t.digest) for t in resume.plan.tasks])
