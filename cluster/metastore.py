@@ -426,8 +426,38 @@ def serve(state_dir: Path, warehouse_dir: Path, host: str, port: int) -> None:
         hconf.set(key, value)
     _prepare_txn_tables(jvm, hconf, state_dir / "txn-tables.ready")
     server = _build_server(gateway, hconf, host, port)
+    _start_lock_reaper(jvm, hconf)
     print(f"embedded metastore: serving thrift on {host}:{port}", flush=True)
     server.serve()  # blocks; the JVM exits when this process dies (stdin EOF) or on SIGTERM
+
+
+#: How often expired metastore locks are removed (locks expire after ``hive.txn.timeout``,
+#: 300 s; Iceberg's Java client heartbeats its locks every 240 s).
+LOCK_REAP_SECONDS = 60.0
+
+
+def _start_lock_reaper(jvm: Any, hconf: Any) -> None:
+    """Remove expired locks every minute, as Hive's AcidHouseKeeperService would.
+
+    A client that dies, or loses the service, while it holds a commit lock (a catalog
+    restart in the middle of an Iceberg commit) leaves the lock row behind; Hive 2.3 only
+    expires such locks from its housekeeping service, which the compactor switch that
+    starts it would also start compactions. Without this, every later commit to that
+    table waits for the lock forever (found by the chaos test).
+    """
+    import threading
+
+    store = jvm.org.apache.hadoop.hive.metastore.txn.TxnUtils.getTxnStore(hconf)
+
+    def reap() -> None:
+        while True:
+            time.sleep(LOCK_REAP_SECONDS)
+            try:
+                store.performTimeOuts()
+            except Exception as exc:  # keep serving; the next round tries again
+                print(f"embedded metastore: expiring locks failed: {exc}", flush=True)
+
+    threading.Thread(target=reap, name="lock-reaper", daemon=True).start()
 
 
 def _prepare_txn_tables(jvm: Any, hconf: Any, marker: Path) -> None:
