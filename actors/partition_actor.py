@@ -1,10 +1,11 @@
 """The partition actor: one RayDP Spark session, reused for many partitions.
 
-Each actor pays the Spark start-up once (~15 s) and then applies partitions one after
-another. An attempt first looks for a commit of the same partition and the same
-entries (digest) in the target's snapshot history: if one exists the work is already in
-the table and is not redone. That is what makes an actor killed after its commit, or a
-driver killed before it recorded the result, safe to retry.
+Each actor pays the Spark start-up once (~15 s) and then applies batches of partitions
+(one MERGE and one commit per batch) one after another. An attempt first looks for
+commits of the same partitions and the same entries (digests) in the target's snapshot
+history: work found there is already in the table and is not redone. That is what makes
+an actor killed after its commit, or a driver killed before it recorded the result,
+safe to retry.
 """
 
 from __future__ import annotations
@@ -17,21 +18,17 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping, Sequence
 
+from backfill.commit_tags import KEY_RUN, commit_properties, tagged_work
 from backfill.config import Config
 from backfill.identifiers import quote_table
-from backfill.merge_sql import (LITERAL_SOURCE_MAX_ENTRIES, entries_source_sql, mark_staging_sql,
-                                matched_rows_sql, merge_sql, staging_source_sql)
-from backfill.plan import PartitionTask
+from backfill.merge_sql import (LITERAL_SOURCE_MAX_ENTRIES, commit_stats_sql, entries_source_sql,
+                                mark_staging_sql, matched_rows_sql, merge_sql, staging_source_sql)
+from backfill.plan import MergeBatch, PartitionTask
 from backfill.results import CommitStats, PartitionOutcome
 from backfill.retry import is_transient
 
 log = logging.getLogger(__name__)
 
-#: Snapshot summary keys written with every partition commit.
-KEY_PARTITION = "backfill.partition"
-KEY_DIGEST = "backfill.digest"
-KEY_RUN = "backfill.run-id"
-KEY_IDS = "backfill.ids"
 
 
 def _now() -> datetime:
@@ -93,89 +90,141 @@ class PartitionWorker:
         table.refresh()
         return table
 
-    def _find_commit(self, partition: str, digest: str, run_id: str | None = None,
-                     table: Any = None) -> tuple[int, dict[str, str]] | None:
-        """Newest snapshot tagged with ``partition`` and ``digest`` (and ``run_id``), if any.
+    def _find_commits(self, tasks: Sequence[PartitionTask], run_id: str | None = None,
+                      table: Any = None) -> dict[str, tuple[int, dict[str, str]]]:
+        """{partition: (snapshot id, summary)} of the newest commit tagged with each task's
+        partition and digest (and ``run_id``), for the tasks that have one.
 
         Reads the table metadata through Iceberg's Java API: no Spark job, unlike a query
         on the ``snapshots`` metadata table (it was a third of a small partition's time).
         """
         table = table if table is not None else self._iceberg_table()
+        wanted = {t.partition: t.digest for t in tasks}
+        found: dict[str, tuple[int, dict[str, str]]] = {}
         for snap in reversed(list(table.snapshots())):
-            summary = snap.summary()
-            if (summary.get(KEY_PARTITION) == partition and summary.get(KEY_DIGEST) == digest
-                    and (run_id is None or summary.get(KEY_RUN) == run_id)):
-                return int(snap.snapshotId()), {str(k): str(v) for k, v in summary.items()}
-        return None
+            summary = {str(k): str(v) for k, v in snap.summary().items()}
+            if run_id is not None and summary.get(KEY_RUN) != run_id:
+                continue
+            for part, dig in tagged_work(summary).items():
+                if wanted.get(part) == dig and part not in found:
+                    found[part] = (int(snap.snapshotId()), summary)
+            if len(found) == len(wanted):
+                break
+        return found
 
     # ------------------------------------------------------------------ work
 
-    def apply(self, task: PartitionTask, backfill_ids: Sequence[str], run_id: str,
-              staging_snapshot_id: int | None, attempt: int) -> PartitionOutcome:
-        """Apply every entry of ``task`` to its partition in one MERGE; never raises."""
-        started = _now()
-        base = dict(partition=task.partition, attempt=attempt, entries=len(task.entries),
-                    started_at=started, actor=self.name, node=self.node)
+    def apply(self, batch: MergeBatch | PartitionTask, backfill_ids: Sequence[str], run_id: str,
+              staging_snapshot_id: int | None, attempt: int) -> list[PartitionOutcome]:
+        """Apply every entry of the batch's partitions in one MERGE; one outcome per
+        partition, in batch order. Never raises: a failure is every partition's outcome."""
+        if isinstance(batch, PartitionTask):
+            batch = MergeBatch((batch,))
+        base = dict(attempt=attempt, started_at=_now(), actor=self.name, node=self.node)
         try:
-            return self._apply(task, backfill_ids, run_id, staging_snapshot_id, base)
+            return self._apply(batch, backfill_ids, run_id, staging_snapshot_id, base)
         except Exception as exc:  # reported, classified and retried by the driver
             text = f"{type(exc).__name__}: {exc}"
-            log.warning("partition %s attempt %d failed: %s", task.partition, attempt, text[:500])
-            return PartitionOutcome(status="failed", completed_at=_now(), error=text[:4000],
-                                    transient=is_transient(text), **base)
+            log.warning("partitions %s attempt %d failed: %s", ",".join(batch.partitions), attempt, text[:500])
+            return [PartitionOutcome(partition=t.partition, entries=len(t.entries), status="failed",
+                                     completed_at=_now(), error=text[:4000], transient=is_transient(text),
+                                     **base) for t in batch.tasks]
 
-    def _apply(self, task: PartitionTask, backfill_ids: Sequence[str], run_id: str,
-               staging_snapshot_id: int | None, base: dict[str, Any]) -> PartitionOutcome:
+    def _apply(self, batch: MergeBatch, backfill_ids: Sequence[str], run_id: str,
+               staging_snapshot_id: int | None, base: dict[str, Any]) -> list[PartitionOutcome]:
         from cluster.spark_session import run_with_commit_properties
 
+        outcomes: dict[str, PartitionOutcome] = {}
+
+        def outcome(task: PartitionTask, status: str, **kw: Any) -> None:
+            outcomes[task.partition] = PartitionOutcome(partition=task.partition, status=status,
+                                                        entries=len(task.entries), completed_at=_now(),
+                                                        **base, **kw)
+
         table = self._iceberg_table()
-        done = self._find_commit(task.partition, task.digest, table=table)
-        if done is not None:
-            snap, summary = done
-            return PartitionOutcome(status="already_committed", completed_at=_now(), snapshot_id=snap,
-                                    stats=CommitStats.from_summary(summary), **base)
+        done = self._find_commits(batch.tasks, table=table)
+        for task in batch.tasks:
+            if task.partition in done:
+                snap, summary = done[task.partition]
+                one = len(tagged_work(summary)) == 1  # a batch commit's summary is not this partition's
+                outcome(task, "already_committed", snapshot_id=snap,
+                        stats=CommitStats.from_summary(summary) if one else CommitStats())
+        todo = batch.without(done)
+        if todo is None:
+            return [outcomes[p] for p in batch.partitions]
         self._refresh(self._target)  # this session's Spark view of the table: every session's commits
-        source, accounts = self.source_for(task, backfill_ids, staging_snapshot_id)
-        # Merge-on-read writes exactly the matched rows, so its commit's added-records is the
-        # matched count: no separate counting query. Copy-on-write rewrites whole files, so
-        # the matched rows are counted first (and a partition without any is not rewritten).
+        accounts_of = {t.partition: {e.acct for e in t.entries} for t in todo.tasks}
+        # Merge-on-read writes exactly the matched rows, so its commit's added records are
+        # the matched rows: no separate counting query. Copy-on-write rewrites whole files,
+        # so the matched rows are counted first (a partition without any is not rewritten).
         mor = str(table.properties().get("write.merge.mode") or "") == "merge-on-read"
-        matched = None
+        matched: dict[str, int] | None = None
         if not mor:
-            matched, _ = self.spark.sql(
-                matched_rows_sql(self.cfg, task.partition, source, accounts)).collect()[0]
-            if matched == 0:
-                return PartitionOutcome(status="noop", completed_at=_now(),
-                                        missing_rows=len(accounts), **base)
-        props = {KEY_PARTITION: task.partition, KEY_DIGEST: task.digest, KEY_RUN: run_id,
-                 KEY_IDS: ",".join(sorted(set(backfill_ids)))}
-        statement = merge_sql(self.cfg, task.partition, source, accounts)
+            source, accounts = self.source_for(todo, backfill_ids, staging_snapshot_id)
+            matched = {str(p): int(n) for p, n in self.spark.sql(
+                matched_rows_sql(self.cfg, todo.partitions, source, accounts)).collect()}
+            for task in todo.tasks:
+                if not matched.get(task.partition):
+                    outcome(task, "noop", missing_rows=len(accounts_of[task.partition]))
+            todo = todo.without(outcomes)
+            if todo is None:
+                return [outcomes[p] for p in batch.partitions]
+        source, accounts = self.source_for(todo, backfill_ids, staging_snapshot_id)
+        props = commit_properties([(t.partition, t.digest) for t in todo.tasks], run_id, backfill_ids)
+        statement = merge_sql(self.cfg, todo.partitions, source, accounts)
         t0 = time.monotonic()
         run_with_commit_properties(self.spark, props, lambda: self.spark.sql(statement).collect())
-        log.info("partition %s merged in %.1f s", task.partition, time.monotonic() - t0)
-        found = self._find_commit(task.partition, task.digest, run_id)
+        log.info("partitions %s merged in %.1f s", ",".join(todo.partitions), time.monotonic() - t0)
+        found = self._find_commits(todo.tasks[:1], run_id).get(todo.tasks[0].partition)
         snap, summary = found if found else (None, {})
-        if matched is None:
-            matched = int(summary.get("added-records", "0") or 0)
-        missing = len(accounts) - int(matched)
-        status = "committed" if (matched and snap is not None) else "noop"
-        return PartitionOutcome(status=status, completed_at=_now(), rows_updated=int(matched),
-                                missing_rows=missing, snapshot_id=snap,
-                                stats=CommitStats.from_summary(summary), **base)
+        stats = self._stats_by_partition(todo, snap, summary)
+        for task in todo.tasks:
+            st = stats.get(task.partition, CommitStats())
+            rows = matched[task.partition] if matched is not None else int(st.records_written or 0)
+            outcome(task, "committed" if (rows and snap is not None) else "noop", rows_updated=rows,
+                    missing_rows=len(accounts_of[task.partition]) - rows, snapshot_id=snap, stats=st)
+        return [outcomes[p] for p in batch.partitions]
 
-    def source_for(self, task: PartitionTask, backfill_ids: Sequence[str],
-                   staging_snapshot_id: int | None) -> tuple[str, list[int]]:
-        """The MERGE source for ``task`` and the accounts it holds.
+    def _stats_by_partition(self, batch: MergeBatch, snapshot_id: int | None,
+                            summary: dict[str, str]) -> dict[str, CommitStats]:
+        """Each partition's files, bytes and rows in the commit ``snapshot_id``.
 
-        Small tasks (the usual case) inline their planned entries as literals: no staging
-        scan per partition, and the account list becomes a pruning predicate. Large tasks
-        read the pinned staging snapshot. Both yield exactly the task's entries.
+        A one-partition commit's summary is that partition's. A batch commit's is split
+        by partition from the commit's manifest entries (one small metadata query).
         """
-        accounts = sorted({e.acct for e in task.entries})
-        if task.entries and len(task.entries) <= LITERAL_SOURCE_MAX_ENTRIES:
-            return entries_source_sql(self.cfg, task.partition, task.entries), accounts
+        if snapshot_id is None:
+            return {}
+        if len(batch.tasks) == 1:
+            return {batch.tasks[0].partition: CommitStats.from_summary(summary)}
+        rows = self.spark.sql(commit_stats_sql(self.cfg, snapshot_id, self._month_field())).collect()
+        return {str(r[0]): CommitStats(data_files_read=int(r[1]), data_files_written=int(r[2]),
+                                       bytes_read=int(r[3]), bytes_written=int(r[4]),
+                                       records_written=int(r[5]), delete_files_written=int(r[6]))
+                for r in rows}
+
+    def _month_field(self) -> str:
+        """Name of the target's identity partition field on the month column."""
+        table = self._iceberg_table()
+        source_id = table.schema().findField(self.cfg.tables.month_column).fieldId()
+        for f in table.spec().fields():
+            if f.sourceId() == source_id and str(f.transform()) == "identity":
+                return str(f.name())
+        raise ValueError(f"the target is not partitioned by identity({self.cfg.tables.month_column})")
+
+    def source_for(self, batch: MergeBatch, backfill_ids: Sequence[str],
+                   staging_snapshot_id: int | None) -> tuple[str, list[int]]:
+        """The MERGE source for ``batch`` and the accounts it holds.
+
+        Small batches (the usual case) inline their planned entries as literals: no
+        staging scan, and the account list becomes a pruning predicate. Large ones read
+        the pinned staging snapshot. Both yield exactly the batch's entries.
+        """
+        entries = batch.entries
+        accounts = sorted({e.acct for e in entries})
+        if entries and len(entries) <= LITERAL_SOURCE_MAX_ENTRIES:
+            return entries_source_sql(self.cfg, batch.partitions, entries), accounts
         self._refresh(self._staging)
-        return staging_source_sql(self.cfg, task.partition, backfill_ids, staging_snapshot_id), accounts
+        return staging_source_sql(self.cfg, batch.partitions, backfill_ids, staging_snapshot_id), accounts
 
     def mark_staging(self, backfill_ids: Sequence[str], months: Sequence[str],
                      staging_snapshot_id: int | None, status: str, error: str | None = None) -> None:

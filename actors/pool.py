@@ -3,7 +3,8 @@
 Differences that matter here: actors are created lazily (a Spark start-up is paid only
 when there is work for it), a dead actor is replaced instead of failing the run, and a
 failed attempt is put back in the queue after the retry policy's backoff, so one slow
-retry never blocks the other partitions.
+retry never blocks the other partitions. The unit of work is a :class:`MergeBatch` (one
+MERGE over one or more partitions); outcomes are per partition.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from backfill.plan import PartitionTask
+from backfill.plan import MergeBatch
 from backfill.results import PartitionOutcome
 from backfill.retry import RetryPolicy
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Pending:
-    task: PartitionTask
+    batch: MergeBatch
     attempt: int
     not_before: float
 
@@ -39,7 +40,8 @@ class PartitionPool:
     Args:
         make_actor: creates a new actor; called with a sequence number, returns
             ``(handle, name)`` (the name goes into the outcome of an attempt it died in).
-        submit: starts ``task`` (attempt n) on an actor and returns its ObjectRef.
+        submit: starts ``batch`` (attempt n) on an actor and returns the ObjectRef of
+            its list of partition outcomes.
         max_parallel: the cap.
         policy: which failures to retry and how long to wait.
         on_outcome: called with every attempt's outcome as soon as it is known (audit,
@@ -47,7 +49,7 @@ class PartitionPool:
         should_stop: polled between waits; when True no new attempt starts.
     """
 
-    def __init__(self, make_actor: Callable[[int], tuple[Any, str]], submit: Callable[[Any, PartitionTask, int], Any],
+    def __init__(self, make_actor: Callable[[int], tuple[Any, str]], submit: Callable[[Any, MergeBatch, int], Any],
                  max_parallel: int, policy: RetryPolicy,
                  on_outcome: Callable[[PartitionOutcome], None],
                  should_stop: Callable[[], bool] = lambda: False, slots_per_actor: int = 1) -> None:
@@ -129,11 +131,11 @@ class PartitionPool:
         except Exception:  # already dead
             pass
 
-    def run(self, tasks: list[PartitionTask]) -> list[PartitionOutcome]:
+    def run(self, batches: list[MergeBatch]) -> list[PartitionOutcome]:
         import ray
         from ray.exceptions import RayError
 
-        queue: deque[_Pending] = deque(_Pending(t, 1, 0.0) for t in tasks)
+        queue: deque[_Pending] = deque(_Pending(b, 1, 0.0) for b in batches)
         active: dict[Any, tuple[Any, _Pending, datetime]] = {}
         outcomes: list[PartitionOutcome] = []
         while queue or active:
@@ -146,7 +148,7 @@ class PartitionPool:
                 if actor is None:
                     break
                 item = queue.popleft()
-                ref = self._submit(actor, item.task, item.attempt)
+                ref = self._submit(actor, item.batch, item.attempt)
                 active[ref] = (actor, item, datetime.now(timezone.utc))
             if not active:
                 # only delayed retries remain: sleep until the first is due
@@ -157,24 +159,29 @@ class PartitionPool:
             for ref in ready:
                 actor, item, started = active.pop(ref)
                 try:
-                    outcome = ray.get(ref)
+                    got = list(ray.get(ref))
                     self.release(actor)
                 except RayError as exc:  # the actor died (killed, OOM, node lost)
                     self._drop_actor(actor)
                     text = f"{type(exc).__name__}: {exc}"
-                    outcome = PartitionOutcome(
-                        partition=item.task.partition, status="failed", attempt=item.attempt,
-                        entries=len(item.task.entries), started_at=started,
-                        completed_at=datetime.now(timezone.utc), error=text[:4000], transient=True,
-                        actor=self._names.get(actor),
-                    )
-                outcomes.append(outcome)
-                self._on_outcome(outcome)
-                if not outcome.ok and self._policy.should_retry(item.attempt, outcome.transient):
+                    now = datetime.now(timezone.utc)
+                    got = [PartitionOutcome(
+                        partition=t.partition, status="failed", attempt=item.attempt,
+                        entries=len(t.entries), started_at=started, completed_at=now,
+                        error=text[:4000], transient=True, actor=self._names.get(actor),
+                    ) for t in item.batch.tasks]
+                for outcome in got:
+                    outcomes.append(outcome)
+                    self._on_outcome(outcome)
+                failed = [o for o in got if not o.ok]
+                # one MERGE, one error: the batch is retried as a whole, minus what is done
+                rest = item.batch.without(o.partition for o in got if o.ok)
+                if failed and rest is not None and self._policy.should_retry(
+                        item.attempt, all(o.transient for o in failed)):
                     delay = self._policy.delay(item.attempt)
-                    log.warning("partition %s: attempt %d failed, retrying in %.1f s",
-                                item.task.partition, item.attempt, delay)
-                    queue.append(_Pending(item.task, item.attempt + 1, time.monotonic() + delay))
+                    log.warning("partitions %s: attempt %d failed, retrying in %.1f s",
+                                ",".join(rest.partitions), item.attempt, delay)
+                    queue.append(_Pending(rest, item.attempt + 1, time.monotonic() + delay))
         return outcomes
 
     def shutdown(self) -> None:

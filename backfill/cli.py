@@ -107,6 +107,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         run__max_parallel=getattr(args, "max_parallel", None),
         run__retries=getattr(args, "retries", None),
         run__partitions_per_actor=getattr(args, "partitions_per_actor", None),
+        run__partitions_per_merge=getattr(args, "partitions_per_merge", None),
         run__order=getattr(args, "order", None),
         run__ray_address=getattr(args, "ray_address", None),
         spark__iceberg_jar=getattr(args, "iceberg_jar", None),
@@ -218,7 +219,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"2/4 creating tables with sample data ({spec.accounts} accounts x {spec.months} months)")
     for line in setup_tables(catalog, cfg, spec).lines():
         print("    " + line)
-    print(f"3/4 backfilling {spec.backfill_id} with up to {cfg.run.max_parallel} partition actors")
+    print(f"3/4 backfilling {spec.backfill_id} with up to {cfg.run.max_parallel} MERGEs at once")
     prepared = prepare(cfg, catalog, [spec.backfill_id])
     result = execute(prepared, resolved, catalog, progress=lambda line: print("    " + line))
     for line in result.summary_lines():
@@ -284,9 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="backfill id to apply; repeat to consolidate several backfills into one run")
     p.add_argument("--backfill-month", help="only entries of this month (YYYY-MM)")
     p.add_argument("--resume-from", help="skip target partitions before this month (YYYY-MM)")
-    p.add_argument("--max-parallel", type=int, help="partition actors at once (default 1)")
+    p.add_argument("--max-parallel", type=int,
+                   help="MERGEs running at once, over all actors (default 2; 1 on a hadoop catalog)")
     p.add_argument("--partitions-per-actor", type=int,
-                   help="partitions one actor runs at once in its Spark session (default 1)")
+                   help="MERGEs one actor runs at once in its Spark session (default 2)")
+    p.add_argument("--partitions-per-merge", type=int,
+                   help="partitions applied by one MERGE and one commit (default 12; 1 = one per partition)")
     p.add_argument("--retries", type=int, help="extra attempts per partition on transient failure (default 3)")
     p.add_argument("--order", choices=["newest", "oldest"], help="partition order (default newest)")
     p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local instance)")

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from backfill.commit_tags import tagged_ids, tagged_partitions
 from backfill.config import Config
 from backfill.errors import InputError
 from backfill.identifiers import check_backfill_id, month_literal, quote_identifier, quote_table
@@ -37,6 +38,11 @@ REWRITE_OPTIONS = {
     "delete-file-threshold": "1",
     "min-input-files": "2",
     "remove-dangling-deletes": "true",
+    # Rewritten files must get the new commit's sequence number: with the starting one, a
+    # delete file committed in that same snapshot (a batch MERGE over several partitions
+    # is one) is not older than the rewritten data and is never dropped as dangling.
+    # The starting number only helps against concurrent equality deletes, never written here.
+    "use-starting-sequence-number": "false",
     "partial-progress.enabled": "true",
 }
 
@@ -119,9 +125,8 @@ def backfilled_partitions(table: Any, backfill_ids: Sequence[str]) -> list[str]:
     found = set()
     for snap in table.metadata.snapshots:
         props = snap.summary.additional_properties if snap.summary else {}
-        part = props.get("backfill.partition")
-        if part and ids & set(props.get("backfill.ids", "").split(",")):
-            found.add(part)
+        if ids & tagged_ids(props):
+            found.update(tagged_partitions(props))
     return sorted(found, reverse=True)
 
 

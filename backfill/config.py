@@ -137,14 +137,25 @@ class SparkConfig:
     conf: Mapping[str, str] = field(default_factory=dict)
 
 
+#: MERGEs at once when ``[run] max_parallel`` is not set. One MERGE leaves a core idle
+#: during its planning and commit; a second one in the same session (``partitions_per_actor``
+#: 2) fills it: 0.64x the time of one at a time in the benchmark (README "Performance").
+DEFAULT_MAX_PARALLEL = 2
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """How the driver schedules partitions."""
 
-    max_parallel: int = 1
-    #: Partitions one actor runs at once, from threads sharing its Spark session (one JVM
-    #: and one set of executors for several MERGEs: less memory, no extra session start).
-    partitions_per_actor: int = 1
+    #: MERGEs at once over all actors; unset: :data:`DEFAULT_MAX_PARALLEL`, or 1 on a
+    #: catalog without atomic commits (resolved by :class:`Config`).
+    max_parallel: int | None = None
+    #: MERGEs one actor runs at once, from threads sharing its Spark session (one JVM and
+    #: one set of executors for several MERGEs: less memory, no extra session start).
+    partitions_per_actor: int = 2
+    #: Partitions one MERGE (and one commit) applies. A MERGE costs ~2 s of planning and
+    #: commit whatever its size, so small partitions share one; see README "Performance".
+    partitions_per_merge: int = 12
     retries: int = 3
     retry_backoff_seconds: float = 2.0
     order: str = "newest"
@@ -176,6 +187,9 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
 
     def __post_init__(self) -> None:
+        if self.run.max_parallel is None:  # unset: parallel unless the catalog cannot take it
+            auto = 1 if self.catalog.non_atomic else DEFAULT_MAX_PARALLEL
+            object.__setattr__(self, "run", dataclasses.replace(self.run, max_parallel=auto))
         # ``allow_unsafe_serial`` accepts a non-atomic catalog by running one partition at
         # a time: clamp here, so every path (CLI, Python API, actors) sees max_parallel 1.
         if self.catalog.allow_unsafe_serial and self.catalog.non_atomic and self.run.max_parallel > 1:
@@ -317,6 +331,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"max_parallel must be at least 1, got {r.max_parallel}")
     if not 1 <= r.partitions_per_actor <= 16:
         raise ConfigError(f"partitions_per_actor must be between 1 and 16, got {r.partitions_per_actor}")
+    if not 1 <= r.partitions_per_merge <= 1000:
+        raise ConfigError(f"partitions_per_merge must be between 1 and 1000, got {r.partitions_per_merge}")
     if r.retries < 0:
         raise ConfigError(f"retries must be 0 or more, got {r.retries}")
     if r.order not in ("newest", "oldest"):

@@ -5,8 +5,9 @@ Order of a run, and why:
    before any table is written, so bad input never leaves a half-applied backfill.
 2. Partitions whose exact work (same partition, same entries digest) is already
    committed are found in the target's snapshot summaries and not redone.
-3. Partition actors apply the rest under the concurrency cap; each attempt is appended
-   to the audit table as soon as it ends.
+3. Partition actors apply the rest under the concurrency cap, in batches of neighbouring
+   partitions (one MERGE and one commit per batch); each partition's attempt is
+   appended to the audit table as soon as its batch ends.
 4. Staging rows move to 'applied' only when every partition covering their month is
    committed; entries whose window holds no partition are 'rejected' with the reason.
 """
@@ -31,7 +32,7 @@ from backfill.entries import validate_rows
 from backfill.errors import InputError
 from backfill.identifiers import check_backfill_id
 from backfill.months import is_month
-from backfill.plan import Plan, PartitionTask, plan_run
+from backfill.plan import MergeBatch, Plan, PartitionTask, merge_batches, plan_run
 from backfill.results import CommitStats, PartitionOutcome, RunResult
 from backfill.retry import RetryPolicy
 
@@ -219,10 +220,11 @@ def execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
             max_restarts=0, max_concurrency=cfg.run.partitions_per_actor, scheduling_strategy="SPREAD",
         ).remote(cfg, spark_conf, name), name
 
-    def submit(actor: Any, task: PartitionTask, attempt: int) -> Any:
+    def submit(actor: Any, batch: MergeBatch, attempt: int) -> Any:
         # durable before it starts, with the attempt number a later run may have to report
-        ckpt.mark(key, task.partition, RUNNING, run_id=prepared.run_id, run_attempt=attempt)
-        return actor.apply.remote(task, list(prepared.backfill_ids), prepared.run_id,
+        for task in batch.tasks:
+            ckpt.mark(key, task.partition, RUNNING, run_id=prepared.run_id, run_attempt=attempt)
+        return actor.apply.remote(batch, list(prepared.backfill_ids), prepared.run_id,
                                   prepared.staging_snapshot_id, attempt)
 
     stop = _StopFlag()
@@ -232,7 +234,7 @@ def execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
                          slots_per_actor=cfg.run.partitions_per_actor)
     applied = rejected = 0
     try:
-        pool.run(to_run)
+        pool.run(merge_batches(to_run, cfg.run.partitions_per_merge, cfg.run.max_parallel))
         final = {o.partition: o for o in outcomes}
         ok = {p for p, o in final.items() if o.ok}
         applied, rejected = _mark_staging(prepared, ok, pool)

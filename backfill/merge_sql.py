@@ -40,75 +40,105 @@ def _q(name: str) -> str:
     return quote_identifier(name)
 
 
+def _partition_list(partitions: str | Sequence[str]) -> list[str]:
+    """Validated, sorted, distinct partition months (one month or several)."""
+    ps = [partitions] if isinstance(partitions, str) else list(partitions)
+    if not ps:
+        raise ValueError("at least one partition is needed")
+    for p in ps:
+        month_literal(p)  # raises on anything that is not 'YYYY-MM'
+    return sorted(set(ps))
+
+
+def _month_index(expr: str) -> str:
+    """SQL month index (year * 12 + month - 1) of a validated 'YYYY-MM' column."""
+    return (f"(CAST(substring({expr}, 1, 4) AS INT) * 12 "
+            f"+ CAST(substring({expr}, 6, 2) AS INT) - 1)")
+
+
+def updates_sql(cfg: Config, rows: str, where: str, partitions: str | Sequence[str]) -> str:
+    """Per (partition, account) updates from a staging-shaped relation ``rows`` (alias ``s``).
+
+    Each row is paired with every partition of ``partitions`` whose window holds its
+    month (offset k = index(P) - index(m) in 0..W-1) and folded into one
+    ``map<k, value>`` per history column. The partitions are a literal relation, so one
+    MERGE can serve several partitions: its source carries each row's partition.
+    """
+    ps = _partition_list(partitions)
+    t = cfg.tables
+    window = t.window
+    offset = f"(p.`p_index` - {_month_index('s.`backfill_month`')})"
+    maps = []
+    for hc in t.history_columns:
+        v = f"s.{_q(hc.value_column)}"
+        maps.append(
+            f"    map_from_entries(collect_list(CASE WHEN {v} IS NOT NULL "
+            f"THEN struct({offset} AS k, {v} AS v) END)) AS {_q(hc.array_column + _MAP_SUFFIX)}"
+        )
+    plist = ", ".join(f"({month_literal(p)}, {int_literal(parse_month(p))})" for p in ps)
+    return (
+        "SELECT\n"
+        f"    s.`acct` AS {_q(t.account_column)},\n"
+        f"    p.`p_month` AS {_q(t.month_column)},\n"
+        + ",\n".join(maps) + "\n"
+        f"  FROM {rows}\n"
+        f"  JOIN (VALUES {plist}) AS p(`p_month`, `p_index`)\n"
+        f"    ON {offset} BETWEEN 0 AND {int_literal(window - 1)}\n"
+        + (f"  WHERE {where}\n" if where else "")
+        + "  GROUP BY s.`acct`, p.`p_month`"
+    )
+
+
 def staging_source_sql(
     cfg: Config,
-    partition: str,
+    partitions: str | Sequence[str],
     backfill_ids: Sequence[str],
     staging_snapshot_id: int | None = None,
+    months: Sequence[str] | None = None,
 ) -> str:
-    """Per-account updates for ``partition``: one ``map<int, decimal>`` per history column.
+    """Updates for ``partitions`` read from staging: one ``map<int, decimal>`` per column.
 
-    Only pending rows of the given backfill ids whose month lies in the partition's
-    window are read; ``staging_snapshot_id`` pins the staging snapshot the driver
-    validated, so the MERGE applies exactly the validated rows.
+    Only pending rows of the given backfill ids whose month lies in some partition's
+    window are read (``months`` narrows to those months); ``staging_snapshot_id`` pins
+    the staging snapshot the driver validated, so the MERGE applies exactly the
+    validated rows.
     """
-    window = cfg.tables.window
-    first = add_months(partition, -(window - 1))
-    p_index = parse_month(partition)
+    ps = _partition_list(partitions)
+    first = add_months(ps[0], -(cfg.tables.window - 1))
     ids = ", ".join(string_literal(check_backfill_id(b)) for b in sorted(set(backfill_ids)))
     if not ids:
         raise ValueError("at least one backfill id is needed")
     staging = quote_table(cfg.table_parts("staging"))
     if staging_snapshot_id is not None:
         staging += f" VERSION AS OF {int_literal(staging_snapshot_id, 'staging snapshot id')}"
-    # month index of backfill_month, then offset k = index(P) - index(m)
-    return (
-        updates_select(cfg, p_index)
-        + f"  FROM {staging} s\n"
-        f"  WHERE s.`backfill_id` IN ({ids})\n"
-        "    AND s.`status` = 'pending'\n"
-        f"    AND s.`backfill_month` BETWEEN {month_literal(first)} AND {month_literal(partition)}\n"
-        "  GROUP BY s.`acct`"
-    )
+    where = (f"s.`backfill_id` IN ({ids})\n"
+             "    AND s.`status` = 'pending'\n"
+             f"    AND s.`backfill_month` BETWEEN {month_literal(first)} AND {month_literal(ps[-1])}")
+    if months is not None:
+        where += f"\n    AND s.`backfill_month` IN ({', '.join(month_literal(m) for m in sorted(set(months)))})"
+    return updates_sql(cfg, f"{staging} s", where, ps)
 
 
-def updates_select(cfg: Config, p_index: int) -> str:
-    """``SELECT acct, map<offset, value> per column`` over rows ``s`` (staging shape)."""
-    month_index = ("(CAST(substring(s.`backfill_month`, 1, 4) AS INT) * 12 "
-                   "+ CAST(substring(s.`backfill_month`, 6, 2) AS INT) - 1)")
-    offset = f"({int_literal(p_index)} - {month_index})"
-    maps = []
-    for hc in cfg.tables.history_columns:
-        v = f"s.{_q(hc.value_column)}"
-        maps.append(
-            f"    map_from_entries(collect_list(CASE WHEN {v} IS NOT NULL "
-            f"THEN struct({offset} AS k, {v} AS v) END)) AS {_q(hc.array_column + _MAP_SUFFIX)}"
-        )
-    return (
-        "SELECT\n"
-        f"    s.`acct` AS {_q(cfg.tables.account_column)},\n"
-        + ",\n".join(maps) + "\n"
-    )
+def entries_source_sql(cfg: Config, partitions: str | Sequence[str], entries: Sequence["Entry"]) -> str:
+    """The same updates as :func:`staging_source_sql`, from planned entries.
 
-
-def entries_source_sql(cfg: Config, partition: str, entries: Sequence["Entry"]) -> str:
-    """The same per-account maps as :func:`staging_source_sql`, from planned entries.
-
-    The entries are inlined as a literal table, so a partition's MERGE needs no staging
-    scan (Iceberg planning plus a Parquet read per partition) and its source is a tiny
-    local relation Spark broadcasts. Every entry must lie in the partition's window; the
-    planner guarantees that, and it is checked here. Values become typed DECIMAL literals.
+    The entries are inlined as a literal table, so a MERGE needs no staging scan
+    (Iceberg planning plus a Parquet read) and its source is a tiny local relation Spark
+    broadcasts. Every entry must lie in the window of at least one of ``partitions``;
+    the planner guarantees that, and it is checked here. Values become typed DECIMAL
+    literals.
     """
     window = cfg.tables.window
-    p_index = parse_month(partition)
+    ps = _partition_list(partitions)
+    indexes = [parse_month(p) for p in ps]
     if not entries:
         raise ValueError("at least one entry is needed")
     cols = cfg.tables.history_columns
     rows = []
     for e in entries:
-        k = p_index - parse_month(e.month)
-        if not 0 <= k <= window - 1:
-            raise ValueError(f"entry acct={e.acct} month={e.month} is outside the window of {partition}")
+        if not any(0 <= i - parse_month(e.month) <= window - 1 for i in indexes):
+            where = ps[0] if len(ps) == 1 else f"any of {ps[0]}..{ps[-1]}"
+            raise ValueError(f"entry acct={e.acct} month={e.month} is outside the window of {where}")
         if len(e.values) != len(cols):
             raise ValueError(f"entry acct={e.acct} month={e.month} has {len(e.values)} values, "
                              f"expected {len(cols)}")
@@ -116,11 +146,8 @@ def entries_source_sql(cfg: Config, partition: str, entries: Sequence["Entry"]) 
                          for v in e.values)
         rows.append(f"({int_literal(e.acct, 'account')}, {month_literal(e.month)}, {vals})")
     names = ", ".join(["`acct`", "`backfill_month`"] + [_q(hc.value_column) for hc in cols])
-    return (
-        updates_select(cfg, p_index)
-        + "  FROM VALUES\n    " + ",\n    ".join(rows) + f"\n    AS s({names})\n"
-        "  GROUP BY s.`acct`"
-    )
+    values = "VALUES\n    " + ",\n    ".join(rows) + f"\n    AS s({names})"
+    return updates_sql(cfg, values, "", ps)
 
 
 def account_predicate(cfg: Config, accounts: Iterable[int] | None, alias: str = "t") -> str:
@@ -160,42 +187,85 @@ def updated_array_sql(hc: HistoryColumn, target_alias: str = "t", source_alias: 
     )
 
 
-def merge_sql(cfg: Config, partition: str, source_sql: str,
-              accounts: Iterable[int] | None = None) -> str:
-    """MERGE INTO the target for one partition, pinned to the partition literal.
+def partition_predicate(cfg: Config, partitions: str | Sequence[str], alias: str = "t") -> str:
+    """``t.month = 'P'`` for one partition, ``t.month IN (...)`` for several.
 
-    Pinning ``t.month = 'P'`` in the ON clause lets Iceberg prune to that partition and
-    keeps the commit's conflict filter to that partition, so parallel partition MERGEs
-    do not conflict with each other. Only matched rows are updated; missing rows are
-    never created. With ``accounts`` (the source's accounts), a literal account predicate
-    is added for pruning (:func:`account_predicate`).
+    A literal on the partition column in the ON clause lets Iceberg prune to exactly
+    these partitions and becomes the commit's conflict filter, so MERGEs of disjoint
+    partitions running in parallel never conflict with each other.
+    """
+    ps = _partition_list(partitions)
+    col = f"{alias}.{_q(cfg.tables.month_column)}"
+    if len(ps) == 1:
+        return f"{col} = {month_literal(ps[0])}"
+    return f"{col} IN ({', '.join(month_literal(p) for p in ps)})"
+
+
+def merge_sql(cfg: Config, partitions: str | Sequence[str], source_sql: str,
+              accounts: Iterable[int] | None = None) -> str:
+    """MERGE INTO the target for one or several partitions, pinned to their literals.
+
+    The source carries each row's partition (:func:`updates_sql`), so a row only ever
+    matches the target row of its own partition and account. Only matched rows are
+    updated; missing rows are never created. With ``accounts`` (the source's accounts),
+    a literal account predicate is added for pruning (:func:`account_predicate`).
     """
     t = cfg.tables
     target = quote_table(cfg.table_parts("target"))
-    acct = _q(t.account_column)
+    acct, month = _q(t.account_column), _q(t.month_column)
     sets = ",\n".join(f"    t.{_q(hc.array_column)} = {updated_array_sql(hc)}" for hc in t.history_columns)
     return (
         f"MERGE INTO {target} t\n"
         f"USING (\n  {source_sql}\n) s\n"
-        f"ON t.{_q(t.month_column)} = {month_literal(partition)} AND t.{acct} = s.{acct}"
+        f"ON {partition_predicate(cfg, partitions)} AND t.{month} = s.{month} AND t.{acct} = s.{acct}"
         f"{account_predicate(cfg, accounts)}\n"
         "WHEN MATCHED THEN UPDATE SET\n"
         f"{sets}"
     )
 
 
-def matched_rows_sql(cfg: Config, partition: str, source_sql: str,
+def matched_rows_sql(cfg: Config, partitions: str | Sequence[str], source_sql: str,
                      accounts: Iterable[int] | None = None) -> str:
-    """Count of target rows in ``partition`` that have updates (the rows the MERGE rewrites)."""
+    """Per partition, the target rows that have updates (the rows the MERGE rewrites)."""
     t = cfg.tables
     target = quote_table(cfg.table_parts("target"))
-    acct = _q(t.account_column)
+    acct, month = _q(t.account_column), _q(t.month_column)
     return (
-        f"SELECT count(*) AS matched, (SELECT count(*) FROM ({source_sql}) x) AS staged_accounts\n"
+        f"SELECT t.{month} AS partition, count(*) AS matched\n"
         f"FROM {target} t\n"
-        f"WHERE t.{_q(t.month_column)} = {month_literal(partition)}"
+        f"LEFT SEMI JOIN ({source_sql}) s ON t.{month} = s.{month} AND t.{acct} = s.{acct}\n"
+        f"WHERE {partition_predicate(cfg, partitions)}"
         f"{account_predicate(cfg, accounts)}\n"
-        f"  AND t.{acct} IN (SELECT {acct} FROM ({source_sql}) s)"
+        f"GROUP BY t.{month}"
+    )
+
+
+def commit_stats_sql(cfg: Config, snapshot_id: int, partition_field: str) -> str:
+    """Per partition, what one commit removed and added (its manifest entries).
+
+    A commit that covers several partitions has one summary for all of them; the audit
+    wants each partition's own files, bytes and rows. The ``entries`` metadata table at
+    that snapshot lists the files the commit added (status 1) and removed (status 2),
+    with their partition. The columns follow :meth:`CommitStats.from_summary`:
+    data files removed, data files added, bytes removed, bytes added, records added in
+    data files, delete files added.
+    """
+    snap = int_literal(snapshot_id, "snapshot id")
+    entries = quote_table(cfg.table_parts("target") + ("entries",))
+    part = f"data_file.`partition`.{_q(partition_field)}"
+    removed, added = "status = 2", "status = 1"
+    data, deletes = "data_file.content = 0", "data_file.content <> 0"
+    return (
+        f"SELECT {part} AS partition,\n"
+        f"  count_if({removed} AND {data}),\n"
+        f"  count_if({added} AND {data}),\n"
+        f"  coalesce(sum(CASE WHEN {removed} THEN data_file.file_size_in_bytes END), 0),\n"
+        f"  coalesce(sum(CASE WHEN {added} THEN data_file.file_size_in_bytes END), 0),\n"
+        f"  coalesce(sum(CASE WHEN {added} AND {data} THEN data_file.record_count END), 0),\n"
+        f"  count_if({added} AND {deletes})\n"
+        f"FROM {entries} VERSION AS OF {snap}\n"
+        f"WHERE snapshot_id = {snap} AND status IN (1, 2)\n"
+        f"GROUP BY {part}"
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from backfill.commit_tags import tagged_work
 from backfill.config import Config
 from backfill.errors import TableError
 from backfill.schema import (audit_schema, check_staging_schema, check_target_schema,
@@ -152,8 +153,7 @@ def committed_digests(table: "Table") -> dict[tuple[str, str], int]:
     found: dict[tuple[str, str], int] = {}
     for snap in table.metadata.snapshots:
         props = snap.summary.additional_properties if snap.summary else {}
-        part, dig = props.get("backfill.partition"), props.get("backfill.digest")
-        if part and dig:
+        for part, dig in tagged_work(props).items():
             found[(part, dig)] = snap.snapshot_id
     return found
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from backfill import tables
 from backfill.array_lengths import Overlong, overlong_in_rows, overlong_note
+from backfill.commit_tags import tagged_ids, tagged_partitions
 from backfill.config import Config
 from backfill.entries import Entry, validate_rows
 from backfill.errors import InputError
@@ -81,10 +82,9 @@ def first_commits(table: "Table", backfill_ids: Sequence[str]) -> dict[str, Any]
     found: dict[str, Any] = {}
     for snap in sorted(table.metadata.snapshots, key=lambda s: s.sequence_number or 0):
         props = snap.summary.additional_properties if snap.summary else {}
-        ids = set(props.get("backfill.ids", "").split(","))
-        part = props.get("backfill.partition")
-        if part and ids & wanted and part not in found:
-            found[part] = snap
+        if tagged_ids(props) & wanted:
+            for part in tagged_partitions(props):
+                found.setdefault(part, snap)
     return found
 
 

@@ -39,9 +39,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--columns", type=int, default=4, help="history columns")
     p.add_argument("--affected", type=float, default=0.01, help="fraction of accounts with staged entries")
     p.add_argument("--staged-months", type=int, default=12, help="newest months staged per affected account")
-    p.add_argument("--buckets", type=int, default=64, help="bucket(N, acct) of the partition spec")
+    p.add_argument("--buckets", type=int, default=8,
+                   help="bucket(N, acct) of the partition spec (default 8: ~0.5 MB per month and bucket "
+                        "at the default size; 64 makes 63 KB files, see README 'Performance')")
     p.add_argument("--strategies", nargs="*", help="subset to run (baseline is always included)")
     p.add_argument("--no-scaling", action="store_true", help="skip the table-size and fraction scaling runs")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="quick comparison of variants only: skip the baseline (no ratios against it)")
     p.add_argument("--tiny", action="store_true",
                    help="CI smoke size: 200 accounts x 4 months x 2 columns, 5 %%, 2 months staged")
     p.add_argument("--executor-cores", type=int, default=2)
@@ -191,6 +195,7 @@ class Bench:
     def run_strategy(self, ds: dict[str, Any], strategy: Any, label: str | None = None) -> dict[str, Any]:
         import ray
 
+        from backfill.plan import merge_batches
         from bench.strategies import baseline_statements, handwritten_statement
 
         cfg = ds["cfg"]
@@ -211,10 +216,12 @@ class Bench:
                           for t in ds["tasks"]}
         # the worker's cfg must point at this data set's staging table
         ray.get(w.set_cfg.remote(cfg))
-        _log(f"{name}: running {len(ds['tasks'])} partitions "
-             f"({sum(len(v) for v in statements.values()) if statements else len(ds['tasks'])} MERGEs)")
+        merges = (sum(len(v) for v in statements.values()) if statements else
+                  len(merge_batches(list(ds["tasks"]), strategy.per_merge, strategy.parallel)))
+        _log(f"{name}: running {len(ds['tasks'])} partitions ({merges} MERGEs)")
         res = ray.get(w.run.remote(strategy.runner, table, list(ds["tasks"]), BACKFILL_ID,
-                                   ds["staging_snapshot"], strategy.parallel, statements))
+                                   ds["staging_snapshot"], strategy.parallel, statements, strategy.per_merge,
+                                   dict(strategy.session_conf)))
         totals = ray.get(w.commit_totals.remote(table, state0["snapshots"]))
         state1 = ray.get(w.table_state.remote(table))
         # ---- verification (not timed)
@@ -246,12 +253,13 @@ class Bench:
         out = {
             "strategy": name, "runner": strategy.runner, "description": strategy.description,
             "properties": dict(strategy.properties), "parallel": strategy.parallel,
+            "partitions_per_merge": strategy.per_merge if strategy.runner == "engine" else 1,
             "dataset": ds["tag"], "verified": ok,
             "verify": {"engine_failures": failures[:3], "wrong_affected_rows": len(wrong),
                        "wrong_examples": [str(k) for k in sorted(wrong)[:3]], **other,
                        "seconds": round(verify_seconds, 1)},
             "wall_seconds": round(res["wall_seconds"], 2),
-            "merges": (sum(len(v) for v in statements.values()) if statements else len(ds["tasks"])),
+            "merges": merges,
             "commits": totals["commits"],
             "data_files_read_cow": totals["deleted-data-files"],
             "data_files_written": totals["added-data-files"],
@@ -356,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bench.start()
         ds = bench.dataset("main", a.accounts)
-        results = [bench.run_strategy(ds, s) for s in by_name(a.strategies)]
+        results = [bench.run_strategy(ds, s) for s in by_name(a.strategies, a.no_baseline)]
         _ratios(results)
         scaling: list[dict[str, Any]] = []
         if not a.no_scaling:

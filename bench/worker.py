@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 from actors.partition_actor import PartitionWorker
 from backfill.config import Config
 from backfill.identifiers import quote_table
-from backfill.plan import PartitionTask
+from backfill.plan import MergeBatch, PartitionTask, merge_batches
 
 SUMMARY_KEYS = ("added-data-files", "deleted-data-files", "added-files-size", "removed-files-size",
                 "added-delete-files", "added-records", "deleted-records", "added-position-deletes",
@@ -143,9 +143,13 @@ class BenchWorker(PartitionWorker):
 
     def run(self, runner: str, table: str, tasks: Sequence[PartitionTask], backfill_id: str,
             staging_snapshot_id: int | None, parallel: int = 1,
-            statements: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+            statements: Mapping[str, Sequence[str]] | None = None, per_merge: int = 1,
+            session_conf: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Apply ``tasks`` to ``table`` the ``runner`` way; returns timing and outcomes."""
         self.use_target(table)
+        saved = {k: self.spark.conf.get(k, None) for k in (session_conf or {})}
+        for k, v in (session_conf or {}).items():
+            self.spark.conf.set(k, v)
         self._pids = self._executor_pids()
         self._peak = 0
         read0 = self._input_bytes()
@@ -154,15 +158,17 @@ class BenchWorker(PartitionWorker):
         outcomes: list[dict[str, Any]] = []
         try:
             if runner == "engine":
-                def one(task: PartitionTask) -> dict[str, Any]:
-                    o = self.apply(task, [backfill_id], f"bench-{table}", staging_snapshot_id, 1)
-                    return {"partition": o.partition, "status": o.status, "rows": o.rows_updated,
-                            "error": o.error}
+                # the driver's batching, then each batch the partition actor's way
+                def one(batch: MergeBatch) -> list[dict[str, Any]]:
+                    return [{"partition": o.partition, "status": o.status, "rows": o.rows_updated,
+                             "error": o.error}
+                            for o in self.apply(batch, [backfill_id], f"bench-{table}", staging_snapshot_id, 1)]
+                batches = merge_batches(list(tasks), per_merge, parallel)
                 if parallel > 1:
                     with ThreadPoolExecutor(parallel) as pool:
-                        outcomes = list(pool.map(one, tasks))
+                        outcomes = [o for got in pool.map(one, batches) for o in got]
                 else:
-                    outcomes = [one(t) for t in tasks]
+                    outcomes = [o for b in batches for o in one(b)]
             else:
                 for task in tasks:
                     for sql in (statements or {}).get(task.partition, ()):
@@ -171,6 +177,11 @@ class BenchWorker(PartitionWorker):
         finally:
             wall = time.monotonic() - t0
             self._sampling.clear()
+            for k, v in saved.items():
+                if v is None:
+                    self.spark.conf.unset(k)
+                else:
+                    self.spark.conf.set(k, v)
         read1 = self._input_bytes()
         return {"wall_seconds": wall, "outcomes": outcomes, "peak_rss_bytes": self._peak,
                 "spark_input_bytes": (read1 - read0) if read0 is not None and read1 is not None else None,

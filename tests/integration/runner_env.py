@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from backfill.commit_tags import tagged_ids, tagged_work
 from backfill.config import Config
 from backfill.months import add_months
 from backfill.sample_data import SampleSpec
@@ -37,8 +38,8 @@ def commits_per_partition(catalog: Any, cfg: Config, backfill_id: str) -> Counte
     counts: Counter = Counter()
     for snap in table.metadata.snapshots:
         props = snap.summary.additional_properties if snap.summary else {}
-        if backfill_id in props.get("backfill.ids", "").split(","):
-            counts[(props["backfill.partition"], props["backfill.digest"])] += 1
+        if backfill_id in tagged_ids(props):
+            counts.update(tagged_work(props).items())
     return counts
 
 
@@ -68,6 +69,8 @@ executor_memory = "{cfg.spark.executor_memory}"
 conf = {{ {spark_conf} }}
 [run]
 max_parallel = {r.max_parallel}
+partitions_per_actor = {r.partitions_per_actor}
+partitions_per_merge = {r.partitions_per_merge}
 retry_backoff_seconds = {r.retry_backoff_seconds}
 """)
     return path

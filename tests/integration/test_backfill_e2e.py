@@ -135,6 +135,43 @@ def test_staging_and_audit_record_the_run(e2e):
     assert result.missing_rows > 0  # accounts 3 and 4 have entries but no row somewhere
 
 
+@pytest.mark.parametrize("layout", ["e2e", "e2e_cow"])
+def test_each_partition_of_a_batch_commit_reports_its_own_rows_and_files(request, layout):
+    """Several partitions share one MERGE and one commit; each audit row still carries that
+    partition's own rows updated, files and bytes, and together they add up to the commit."""
+    from collections import defaultdict
+
+    from backfill.commit_tags import tagged_work
+    from backfill.months import parse_month
+
+    cfg, catalog, before, staged, result = request.getfixturevalue(layout)
+    window = cfg.tables.window
+    expected_rows: dict[str, int] = defaultdict(int)
+    for acct, part in before:
+        months = {r["backfill_month"] for r in staged if r["acct"] == acct}
+        if any(0 <= parse_month(part) - parse_month(m) < window for m in months):
+            expected_rows[part] += 1
+    final = result.final()
+    assert {p: o.rows_updated for p, o in final.items() if o.rows_updated} == dict(expected_rows)
+    table = catalog.load_table(identifier(cfg, "target"))
+    summaries = {s.snapshot_id: s.summary for s in table.metadata.snapshots}
+    by_snapshot: dict[int, list] = defaultdict(list)
+    for o in final.values():
+        if o.status == "committed":
+            by_snapshot[o.snapshot_id].append(o)
+    assert any(len(tagged_work(summaries[s].additional_properties)) > 1 for s in by_snapshot), \
+        "no commit covered several partitions: the batch path was not exercised"
+    for snap, outs in by_snapshot.items():
+        summary = summaries[snap].additional_properties
+        assert set(tagged_work(summary)) >= {o.partition for o in outs}
+        total = lambda f: sum(getattr(o.stats, f) or 0 for o in outs)  # noqa: E731
+        assert total("bytes_written") == int(summary["added-files-size"])
+        assert total("data_files_written") == int(summary["added-data-files"])
+        assert total("records_written") == int(summary["added-records"])
+        assert total("delete_files_written") == int(summary.get("added-delete-files", 0))
+        assert total("data_files_read") == int(summary.get("deleted-data-files", 0))
+
+
 def test_python_api_under_the_seed_names(e2e, tmp_path):
     from backfill import api
 

@@ -224,7 +224,7 @@ def test_seeded_chaos_backfills_end_exactly_once(ray_instance, tmp_path):
     metastore = EmbeddedMetastore(tmp_path / "warehouse")  # its own: this test kills it
     metastore.start()
     try:
-        cfg = make_config(metastore, "chaos", max_parallel=2, retry_backoff_seconds=2.0)
+        cfg = make_config(metastore, "chaos", max_parallel=2, partitions_per_actor=1, retry_backoff_seconds=2.0)
         catalog = pyiceberg_catalog(cfg)
         toml = write_toml(cfg, tmp_path / "chaos.toml")
         address = ray.get_runtime_context().gcs_address

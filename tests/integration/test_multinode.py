@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.slow]
 
 
 def test_partition_actors_spread_over_nodes(catalog_service, tmp_path):
-    cfg = make_config(catalog_service, "multinode", max_parallel=2)
+    cfg = make_config(catalog_service, "multinode", max_parallel=2, partitions_per_actor=1)
     catalog = pyiceberg_catalog(cfg)
     before, staged = stage_wide_backfill(catalog, cfg, "bf-multi", months=6, seed=23)
     toml = write_toml(cfg, tmp_path / "cfg.toml")

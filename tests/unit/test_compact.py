@@ -18,7 +18,8 @@ def test_rewrite_call_names_one_partition_with_quoted_parts():
     assert sql == (
         "CALL `demo`.system.rewrite_data_files(table => 'risk.history', where => \"`snapshot_month` = "
         "'2023-07'\", options => map('delete-file-threshold', '1', 'min-input-files', '2', "
-        "'remove-dangling-deletes', 'true', 'partial-progress.enabled', 'true'))")
+        "'remove-dangling-deletes', 'true', 'use-starting-sequence-number', 'false', "
+        "'partial-progress.enabled', 'true'))")
 
 
 @pytest.mark.parametrize("month", ["2023-7", "2023-07' OR '1'='1", "2023-07\"); DROP TABLE x; --", ""])

@@ -16,13 +16,15 @@ def test_source_reads_only_the_window_and_pending_rows_of_the_ids():
     assert "IN ('bf-1', 'bf-2')" in sql
     assert "VERSION AS OF 42" in sql
     assert "s.`status` = 'pending'" in sql
-    # offset relative to the partition's month index (2024*12 + 4)
-    assert f"({2024 * 12 + 4} - " in sql
+    # the partition and its month index (2024*12 + 4) as a literal relation
+    assert f"('2024-05', {2024 * 12 + 4})" in sql
+    assert "GROUP BY s.`acct`, p.`p_month`" in sql
 
 
 def test_merge_pins_partition_and_never_inserts():
     sql = merge_sql(CFG, "2024-05", "SELECT 1")
-    assert "ON t.`month_partition` = '2024-05' AND t.`acct` = s.`acct`" in sql
+    assert ("ON t.`month_partition` = '2024-05' AND t.`month_partition` = s.`month_partition` "
+            "AND t.`acct` = s.`acct`") in sql
     assert "WHEN NOT MATCHED" not in sql and "INSERT" not in sql
     assert sql.count("transform(sequence(0,") == 2
     assert "concat(" not in sql and "slice(" not in sql and "months_between" not in sql
@@ -63,9 +65,9 @@ def test_entries_source_inlines_typed_literals_with_the_staging_shape():
     assert "(7, '2024-05', CAST('1.50' AS DECIMAL(18,2)), CAST(NULL AS DECIMAL(18,2)))" in sql
     assert "CAST('-2.00' AS DECIMAL(18,2))" in sql
     assert "AS s(`acct`, `backfill_month`, `bal`, `pay`)" in sql
-    assert "GROUP BY s.`acct`" in sql and "AS `bal_h__updates`" in sql
+    assert "GROUP BY s.`acct`, p.`p_month`" in sql and "AS `bal_h__updates`" in sql
     # same aggregation as the staging source: offsets relative to the partition index
-    assert f"({2024 * 12 + 4} - " in sql
+    assert f"('2024-05', {2024 * 12 + 4})" in sql
 
 
 def test_entries_source_rejects_entries_outside_the_window_and_bad_values():
@@ -83,8 +85,52 @@ def test_account_predicate_only_for_short_literal_lists():
     from backfill.merge_sql import ACCT_IN_MAX, account_predicate
 
     sql = merge_sql(CFG, "2024-05", "SELECT 1", accounts=[3, 1, 3])
-    assert "ON t.`month_partition` = '2024-05' AND t.`acct` = s.`acct` AND t.`acct` IN (1, 3)" in sql
+    assert "AND t.`acct` = s.`acct` AND t.`acct` IN (1, 3)" in sql
     assert account_predicate(CFG, range(ACCT_IN_MAX + 1)) == ""
     assert account_predicate(CFG, None) == "" and account_predicate(CFG, []) == ""
     with pytest.raises(InputError):
         account_predicate(CFG, ["1); DROP TABLE x; --"])
+
+
+def test_batch_source_pairs_each_entry_with_every_partition_whose_window_holds_it():
+    from backfill.merge_sql import entries_source_sql
+
+    small = Config(tables=TableConfig(history_columns=(HistoryColumn("bal_h", "bal"),), window=3))
+    sql = entries_source_sql(small, ["2024-03", "2024-01", "2024-02"], [_entry(7, "2024-01", "1")])
+    # partitions sorted, each with its month index; offsets 0..W-1 only
+    assert "(VALUES ('2024-01', 24288), ('2024-02', 24289), ('2024-03', 24290))" in sql
+    assert "BETWEEN 0 AND 2" in sql
+    assert "p.`p_month` AS `month_partition`" in sql
+    # an entry no partition of the batch covers is refused, naming the batch
+    with pytest.raises(ValueError, match="any of 2024-01..2024-03"):
+        entries_source_sql(small, ["2024-01", "2024-02", "2024-03"], [_entry(7, "2023-10", "1")])
+
+
+def test_batch_merge_pins_every_partition_and_matches_rows_of_their_own_partition():
+    sql = merge_sql(CFG, ["2024-06", "2024-05"], "SELECT 1", accounts=[3])
+    assert ("ON t.`month_partition` IN ('2024-05', '2024-06') "
+            "AND t.`month_partition` = s.`month_partition` AND t.`acct` = s.`acct` AND t.`acct` IN (3)") in sql
+    with pytest.raises(InputError):
+        merge_sql(CFG, ["2024-05", "2024-06') OR ('1'='1"], "SELECT 1")
+    with pytest.raises(ValueError):
+        merge_sql(CFG, [], "SELECT 1")
+
+
+def test_matched_rows_are_counted_per_partition():
+    from backfill.merge_sql import matched_rows_sql
+
+    sql = matched_rows_sql(CFG, ["2024-05", "2024-06"], "SELECT 1", accounts=[1])
+    assert "LEFT SEMI JOIN" in sql and "GROUP BY t.`month_partition`" in sql
+    assert "t.`month_partition` IN ('2024-05', '2024-06')" in sql
+
+
+def test_commit_stats_read_one_snapshot_and_refuse_odd_names():
+    from backfill.merge_sql import commit_stats_sql
+
+    sql = commit_stats_sql(CFG, 123, "month_partition")
+    assert "VERSION AS OF 123" in sql and "WHERE snapshot_id = 123 AND status IN (1, 2)" in sql
+    assert "`entries`" in sql and "data_file.`partition`.`month_partition`" in sql
+    with pytest.raises(ConfigError):
+        commit_stats_sql(CFG, 123, "x`; DROP")
+    with pytest.raises(InputError):
+        commit_stats_sql(CFG, "1; DROP", "month_partition")

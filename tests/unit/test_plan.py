@@ -54,3 +54,59 @@ def test_digest_changes_with_the_entries_of_the_partition():
     da = {t.partition: t.digest for t in a.tasks}
     db = {t.partition: t.digest for t in b.tasks}
     assert da["2024-01"] == db["2024-01"] and da["2024-02"] != db["2024-02"]
+
+
+def _tasks(n, entries_each=1):
+    from backfill.plan import PartitionTask
+
+    months = month_range("2021-01", "2030-12")[:n]
+    return [PartitionTask(m, tuple(e(a, m) for a in range(entries_each)), f"{i:032x}")
+            for i, m in enumerate(months)]
+
+
+@pytest.mark.parametrize("n,per,parallel,sizes", [
+    (24, 12, 1, [12, 12]),
+    (24, 12, 2, [12, 12]),
+    (13, 12, 1, [7, 6]),          # balanced, never 12 + 1
+    (13, 12, 4, [4, 3, 3, 3]),    # at least one batch per parallel slot
+    (3, 12, 8, [1, 1, 1]),        # no empty batch
+    (5, 1, 1, [1, 1, 1, 1, 1]),   # per_merge 1 = one MERGE per partition
+    (36, 36, 1, [36]),
+    (1, 12, 1, [1]),
+])
+def test_merge_batches_are_balanced_and_keep_plan_order(n, per, parallel, sizes):
+    from backfill.plan import merge_batches
+
+    tasks = _tasks(n)
+    batches = merge_batches(tasks, per, parallel)
+    assert [len(b.tasks) for b in batches] == sizes
+    assert [t for b in batches for t in b.tasks] == tasks   # every task once, in order
+    assert all(len(b.tasks) <= per for b in batches)
+
+
+def test_merge_batches_cap_the_source_rows_and_refuse_bad_sizes():
+    from backfill.plan import merge_batches
+
+    tasks = _tasks(6, entries_each=4)
+    # 4 entries each, cap 10: at most two tasks share a MERGE; a bigger task is alone
+    assert [len(b.tasks) for b in merge_batches(tasks, 6, 1, max_source_rows=10)] == [2, 2, 2]
+    assert [len(b.tasks) for b in merge_batches(tasks, 6, 1, max_source_rows=3)] == [1] * 6
+    assert merge_batches([], 12) == []
+    with pytest.raises(ConfigError):
+        merge_batches(tasks, 0)
+
+
+def test_merge_batch_union_of_entries_and_without():
+    from backfill.plan import MergeBatch, PartitionTask
+
+    a = PartitionTask("2024-01", (e(1, "2024-01"),), "a" * 32)
+    b = PartitionTask("2024-02", (e(1, "2024-01"), e(2, "2024-02")), "b" * 32)
+    batch = MergeBatch((a, b))
+    assert batch.partitions == ("2024-01", "2024-02")
+    assert batch.entries == (e(1, "2024-01"), e(2, "2024-02"))   # shared entry once
+    assert batch.without(["2024-01"]) == MergeBatch((b,))
+    assert batch.without({"2024-01": 1, "2024-02": 2}) is None
+    with pytest.raises(ValueError):
+        MergeBatch(())
+    with pytest.raises(ValueError):
+        MergeBatch((a, a))

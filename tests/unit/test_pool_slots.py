@@ -52,3 +52,64 @@ def test_a_dropped_actor_frees_its_slots_and_is_replaced():
     assert pool.acquire() == "a2" and made == ["a1", "a2"]
     pool.release("a1")                # a late release of the dead actor changes nothing
     assert pool.acquire() == "a2" and pool.acquire() is None
+
+
+def _outcome(partition, status, attempt, transient=False):
+    from datetime import datetime, timezone
+
+    from backfill.results import PartitionOutcome
+
+    now = datetime.now(timezone.utc)
+    return PartitionOutcome(partition=partition, status=status, attempt=attempt, entries=1,
+                            started_at=now, completed_at=now, transient=transient,
+                            error=None if status != "failed" else "boom")
+
+
+def _batch(*parts):
+    from backfill.plan import MergeBatch, PartitionTask
+
+    return MergeBatch(tuple(PartitionTask(p, (), f"{i:032x}") for i, p in enumerate(parts)))
+
+
+def _run_batches(monkeypatch, batches, answer, retries=3):
+    """Run the pool with Ray's wait/get replaced: ``answer(batch, attempt)`` gives outcomes."""
+    import ray
+
+    submitted, seen = [], []
+    monkeypatch.setattr(ray, "wait", lambda refs, num_returns=1, timeout=None: (refs[:1], refs[1:]))
+    monkeypatch.setattr(ray, "get", lambda ref: answer(*ref))
+
+    def submit(actor, batch, attempt):
+        submitted.append((batch.partitions, attempt))
+        return (batch, attempt)
+
+    pool = PartitionPool(lambda n: (f"a{n}", f"actor-{n}"), submit, 1, RetryPolicy(retries, 0.0),
+                         seen.append)
+    return pool.run(batches), submitted, seen
+
+
+def test_a_failed_batch_is_retried_whole_minus_the_partitions_that_are_done(monkeypatch):
+    def answer(batch, attempt):
+        if attempt == 1:  # the first partition's commit is found; the MERGE of the rest failed
+            return [_outcome(batch.partitions[0], "already_committed", 1)] + [
+                _outcome(p, "failed", 1, transient=True) for p in batch.partitions[1:]]
+        return [_outcome(p, "committed", attempt) for p in batch.partitions]
+
+    outcomes, submitted, seen = _run_batches(monkeypatch, [_batch("2024-03", "2024-02", "2024-01")], answer)
+    assert submitted == [(("2024-03", "2024-02", "2024-01"), 1), (("2024-02", "2024-01"), 2)]
+    assert [(o.partition, o.status, o.attempt) for o in outcomes] == [
+        ("2024-03", "already_committed", 1), ("2024-02", "failed", 1), ("2024-01", "failed", 1),
+        ("2024-02", "committed", 2), ("2024-01", "committed", 2)]
+    assert seen == outcomes  # every partition's attempt was reported as it ended
+
+
+def test_a_permanent_batch_failure_is_not_retried_and_other_batches_still_run(monkeypatch):
+    def answer(batch, attempt):
+        if "2024-02" in batch.partitions:
+            return [_outcome(p, "failed", attempt, transient=False) for p in batch.partitions]
+        return [_outcome(p, "committed", attempt) for p in batch.partitions]
+
+    outcomes, submitted, _ = _run_batches(monkeypatch, [_batch("2024-02", "2024-01"), _batch("2023-12")], answer)
+    assert submitted == [(("2024-02", "2024-01"), 1), (("2023-12",), 1)]
+    assert [(o.partition, o.status) for o in outcomes] == [
+        ("2024-02", "failed"), ("2024-01", "failed"), ("2023-12", "committed")]
