@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accounts", type=int, default=200, help="sample accounts (default 200)")
     p.add_argument("--months", type=int, default=24, help="sample months (default 24)")
     p.add_argument("--staged-accounts", type=int, default=40, help="accounts with staged entries (default 40)")
-    p.add_argument("--max-parallel", type=int, default=2, help="partition actors at once (default 2)")
+    p.add_argument("--max-parallel", type=int, default=2, help="MERGEs at once (default 2)")
     p.add_argument("--keep-running", action="store_true", help="leave the catalog service running")
     _add_layout_options(p)
     p.set_defaults(func=cmd_demo)

@@ -139,7 +139,7 @@ class SparkConfig:
 
 #: MERGEs at once when ``[run] max_parallel`` is not set. One MERGE leaves a core idle
 #: during its planning and commit; a second one in the same session (``partitions_per_actor``
-#: 2) fills it: 0.64x the time of one at a time in the benchmark (README "Performance").
+#: 2) can fill it without a second Spark start-up. Measured in README "Performance".
 DEFAULT_MAX_PARALLEL = 2
 
 

@@ -71,6 +71,33 @@ def test_hadoop_catalog_refuses_parallel_runs():
         with_overrides(cfg, run__max_parallel=3).validated()
 
 
+def test_unset_max_parallel_is_two_merges_in_one_session_but_serial_on_a_non_atomic_catalog(tmp_path):
+    run = Config().validated().run
+    assert (run.max_parallel, run.partitions_per_actor, run.partitions_per_merge) == (2, 2, 12)
+    assert Config(catalog=CatalogConfig(type="hadoop")).validated().run.max_parallel == 1
+    f = tmp_path / "c.toml"
+    f.write_text("[run]\nmax_parallel = 5\npartitions_per_merge = 1\n")
+    run = load_config(f).validated().run
+    assert (run.max_parallel, run.partitions_per_merge) == (5, 1)
+    for bad, msg in (("partitions_per_merge = 0", "partitions_per_merge must be between 1 and 1000"),
+                     ('partitions_per_merge = "12"', "partitions_per_merge must be int")):
+        f.write_text(f"[run]\n{bad}\n")
+        with pytest.raises(ConfigError, match=msg):
+            load_config(f).validated()
+
+
 def test_missing_config_file():
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("/nonexistent/x.toml")
+
+
+def test_batching_and_session_options_reach_the_config_from_the_command_line():
+    from backfill import cli
+
+    args = cli.build_parser().parse_args(["backfill", "--backfill-id", "b", "--partitions-per-merge", "3",
+                                          "--partitions-per-actor", "1", "--max-parallel", "4"])
+    run = cli.config_from_args(args).run
+    assert (run.partitions_per_merge, run.partitions_per_actor, run.max_parallel) == (3, 1, 4)
+    args = cli.build_parser().parse_args(["backfill", "--backfill-id", "b", "--partitions-per-merge", "0"])
+    with pytest.raises(ConfigError, match="partitions_per_merge"):
+        cli.config_from_args(args)
