@@ -16,6 +16,10 @@ instruction. What must hold after every round, whatever was hit:
 
 A graceful stop (SIGTERM) is one more kind of fault: the driver must finish what runs,
 start nothing new, exit 7, and leave a state the same command resumes from.
+
+Two partitions per MERGE: every commit covers a batch (its resume must recognise each
+partition of it), and progress still moves in steps small enough for the faults to land
+mid-run (with 12 per MERGE the 13 partitions commit in two jumps and most faults miss).
 """
 
 from __future__ import annotations
@@ -224,7 +228,8 @@ def test_seeded_chaos_backfills_end_exactly_once(ray_instance, tmp_path):
     metastore = EmbeddedMetastore(tmp_path / "warehouse")  # its own: this test kills it
     metastore.start()
     try:
-        cfg = make_config(metastore, "chaos", max_parallel=2, partitions_per_actor=1, retry_backoff_seconds=2.0)
+        cfg = make_config(metastore, "chaos", max_parallel=2, partitions_per_actor=1, partitions_per_merge=2,
+                          retry_backoff_seconds=2.0)
         catalog = pyiceberg_catalog(cfg)
         toml = write_toml(cfg, tmp_path / "chaos.toml")
         address = ray.get_runtime_context().gcs_address
