@@ -114,12 +114,10 @@ class PartitionWorker:
 
     # ------------------------------------------------------------------ work
 
-    def apply(self, batch: MergeBatch | PartitionTask, backfill_ids: Sequence[str], run_id: str,
+    def apply(self, batch: MergeBatch, backfill_ids: Sequence[str], run_id: str,
               staging_snapshot_id: int | None, attempt: int) -> list[PartitionOutcome]:
         """Apply every entry of the batch's partitions in one MERGE; one outcome per
         partition, in batch order. Never raises: a failure is every partition's outcome."""
-        if isinstance(batch, PartitionTask):
-            batch = MergeBatch((batch,))
         base = dict(attempt=attempt, started_at=_now(), actor=self.name, node=self.node)
         try:
             return self._apply(batch, backfill_ids, run_id, staging_snapshot_id, base)
@@ -177,7 +175,7 @@ class PartitionWorker:
         log.info("partitions %s merged in %.1f s", ",".join(todo.partitions), time.monotonic() - t0)
         found = self._find_commits(todo.tasks[:1], run_id).get(todo.tasks[0].partition)
         snap, summary = found if found else (None, {})
-        stats = self._stats_by_partition(todo, snap, summary)
+        stats = self._stats_by_partition(todo, snap, summary, table)
         for task in todo.tasks:
             st = stats.get(task.partition, CommitStats())
             rows = matched[task.partition] if matched is not None else int(st.records_written or 0)
@@ -186,7 +184,7 @@ class PartitionWorker:
         return [outcomes[p] for p in batch.partitions]
 
     def _stats_by_partition(self, batch: MergeBatch, snapshot_id: int | None,
-                            summary: dict[str, str]) -> dict[str, CommitStats]:
+                            summary: dict[str, str], table: Any) -> dict[str, CommitStats]:
         """Each partition's files, bytes and rows in the commit ``snapshot_id``.
 
         A one-partition commit's summary is that partition's. A batch commit's is split
@@ -196,15 +194,15 @@ class PartitionWorker:
             return {}
         if len(batch.tasks) == 1:
             return {batch.tasks[0].partition: CommitStats.from_summary(summary)}
-        rows = self.spark.sql(commit_stats_sql(self.cfg, snapshot_id, self._month_field())).collect()
+        rows = self.spark.sql(commit_stats_sql(self.cfg, snapshot_id, self._month_field(table))).collect()
         return {str(r[0]): CommitStats(data_files_read=int(r[1]), data_files_written=int(r[2]),
                                        bytes_read=int(r[3]), bytes_written=int(r[4]),
                                        records_written=int(r[5]), delete_files_written=int(r[6]))
                 for r in rows}
 
-    def _month_field(self) -> str:
-        """Name of the target's identity partition field on the month column."""
-        table = self._iceberg_table()
+    def _month_field(self, table: Any) -> str:
+        """Name of the target's identity partition field on the month column (the spec
+        does not change between the commit and this lookup: the same ``table`` serves)."""
         source_id = table.schema().findField(self.cfg.tables.month_column).fieldId()
         for f in table.spec().fields():
             if f.sourceId() == source_id and str(f.transform()) == "identity":
