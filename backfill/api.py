@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 from backfill.config import Config
 from backfill.errors import InputError
 from backfill.results import RunResult
+from backfill.stop_signal import StopSignal
 
 
 class IcebergBackfillProcessor:
@@ -47,8 +48,9 @@ class IcebergBackfillProcessor:
         """Validate, plan and apply on Ray partition actors."""
         from backfill.driver import execute
 
-        prepared = self.prepare(backfill_ids, backfill_month, resume_from)
-        return execute(prepared, self.resolved_catalog, self.catalog, progress)
+        with StopSignal() as stop:  # a stop while planning counts too
+            prepared = self.prepare(backfill_ids, backfill_month, resume_from)
+            return execute(prepared, self.resolved_catalog, self.catalog, progress, stop)
 
 
 @dataclass

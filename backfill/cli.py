@@ -9,12 +9,14 @@ SIGINT before every partition ran (after 6 and 7, rerun the same command to resu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from typing import Any, Sequence
 
 from backfill.config import Config, load_config
 from backfill.errors import BackfillError, ConfigError
+from backfill.stop_signal import StopSignal
 
 log = logging.getLogger("backfill")
 
@@ -148,9 +150,17 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    # a Ray run is armed before planning, so a stop at any point of it exits 7; a dry run
+    # or a SQL-script run keeps the default handlers (a stop ends it at once)
+    on_ray = args.method != "sql" and not args.dry_run
+    with StopSignal() if on_ray else contextlib.nullcontext() as stop:
+        return _run_backfill(args, cfg, stop)
+
+
+def _run_backfill(args: argparse.Namespace, cfg: Config, stop: StopSignal | None) -> int:
     from backfill.driver import execute, prepare
 
-    cfg = config_from_args(args)
     resolved, catalog = catalog_from_config(cfg)
     prepared = prepare(cfg, catalog, args.backfill_id, args.backfill_month, args.resume_from)
     plan = prepared.plan
@@ -167,7 +177,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         n = run_script(prepared, resolved, progress=print)
         print(f"method sql: ran {n} statement(s) in one Spark session")
         return 0
-    result = execute(prepared, resolved, catalog, progress=print)
+    result = execute(prepared, resolved, catalog, progress=print, stop=stop)
     for line in result.summary_lines():
         print(line)
     if result.failed_partitions:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from backfill.months import is_month
 from backfill.plan import MergeBatch, Plan, PartitionTask, merge_batches, plan_run
 from backfill.results import CommitStats, PartitionOutcome, RunResult
 from backfill.retry import RetryPolicy
+from backfill.stop_signal import StopSignal
 
 log = logging.getLogger(__name__)
 
@@ -99,23 +99,6 @@ def _with_array_length_notes(plan: Plan, target: Any, cfg: Config, tasks: Sequen
     return dataclasses.replace(plan, notes=plan.notes + (note,))
 
 
-class _StopFlag:
-    """Set by SIGTERM/SIGINT (``ray job stop``): stop scheduling, keep what is durable."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        log.warning("signal %d received: no new partition will start; rerun to resume", signum)
-        self.event.set()
-
-
 def _ensure_ray(cfg: Config) -> None:
     import os
 
@@ -135,8 +118,20 @@ def _ensure_ray(cfg: Config) -> None:
 
 
 def execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
-            progress: Callable[[str], None] | None = None) -> RunResult:
-    """Run the prepared plan on Ray partition actors; returns the run's result."""
+            progress: Callable[[str], None] | None = None, stop: StopSignal | None = None) -> RunResult:
+    """Run the prepared plan on Ray partition actors; returns the run's result.
+
+    ``stop``: a caller that armed its own StopSignal before planning passes it, so a stop
+    received while planning already counts; otherwise the run arms one for its duration.
+    """
+    if stop is not None:
+        return _execute(prepared, resolved_catalog, catalog, progress, stop)
+    with StopSignal() as own:
+        return _execute(prepared, resolved_catalog, catalog, progress, own)
+
+
+def _execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
+             progress: Callable[[str], None] | None, stop: StopSignal) -> RunResult:
     import ray
 
     from actors.checkpoint import COMMITTED, FAILED, RUNNING, RayCheckpointStore, run_key
@@ -149,7 +144,16 @@ def execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
 
     find_java()                                 # fail fast, before Ray or any actor starts
     iceberg_runtime_jar(cfg.spark.iceberg_jar)
-    _ensure_ray(cfg)
+    if stop.is_set():                           # stopped while planning: start nothing
+        return _stopped_before_start(prepared)
+    try:
+        _ensure_ray(cfg)
+    except SystemExit as exc:                   # Ray's own SIGTERM handler, while connecting
+        if exc.code != signal.SIGTERM:
+            raise
+        stop.event.set()
+        return _stopped_before_start(prepared)
+    stop.arm()                                  # ray.init replaced the SIGTERM handler
     ckpt = RayCheckpointStore(cfg.checkpoint_directory(), namespace=cfg.run.checkpoint_namespace)
     target = catalog.load_table(tables.identifier(cfg, "target"))
     key = run_key(prepared.backfill_ids, target.metadata.table_uuid)
@@ -227,10 +231,8 @@ def execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
         return actor.apply.remote(batch, list(prepared.backfill_ids), prepared.run_id,
                                   prepared.staging_snapshot_id, attempt)
 
-    stop = _StopFlag()
-    stop.install()
     policy = RetryPolicy(cfg.run.retries, cfg.run.retry_backoff_seconds)
-    pool = PartitionPool(make_actor, submit, cfg.run.max_parallel, policy, record, stop.event.is_set,
+    pool = PartitionPool(make_actor, submit, cfg.run.max_parallel, policy, record, stop.is_set,
                          slots_per_actor=cfg.run.partitions_per_actor)
     applied = rejected = 0
     try:
@@ -243,12 +245,24 @@ def execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
     notes = list(plan.notes)
     attempted = {o.partition for o in outcomes}
     not_started = tuple(t.partition for t in to_run if t.partition not in attempted)
-    if stop.event.is_set() and not_started:
-        notes.append(f"stopped by signal before {len(not_started)} partition(s) ran; rerun the same "
-                     "command to resume")
+    if stop.is_set() and not_started:
+        notes.append(_stopped_note(not_started))
     return RunResult(prepared.run_id, prepared.backfill_ids, len(plan.tasks), tuple(outcomes),
                      applied, rejected, plan.skipped_by_resume, time.monotonic() - t0, tuple(notes),
                      not_started)
+
+
+def _stopped_note(not_started: Sequence[str]) -> str:
+    return f"stopped by signal before {len(not_started)} partition(s) ran; rerun the same command to resume"
+
+
+def _stopped_before_start(prepared: PreparedRun) -> RunResult:
+    """The result of a run stopped before Ray or any table write: every partition not started."""
+    plan = prepared.plan
+    not_started = tuple(t.partition for t in plan.tasks)
+    log.warning("stopped before the run started; nothing was written")
+    return RunResult(prepared.run_id, prepared.backfill_ids, len(plan.tasks), (), 0, 0,
+                     plan.skipped_by_resume, 0.0, plan.notes + (_stopped_note(not_started),), not_started)
 
 
 def interrupted_attempts(records: dict[str, Any], prepared: PreparedRun) -> list[tuple[str, PartitionOutcome]]:

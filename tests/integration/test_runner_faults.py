@@ -4,6 +4,7 @@ reference model and no partition applied twice."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from actors.checkpoint import RUNNING, RayCheckpointStore, run_key
 from backfill.commit_tags import tagged_partitions
 from backfill.driver import run_backfill
+from backfill.tables import identifier
 from tests.integration.helpers import diff_tables, make_config, pyiceberg_catalog, read_rows, read_target
 from tests.integration.runner_env import (commits_per_partition, driver_process, expected_table, table_uuid,
                                           stage_wide_backfill, write_toml)
@@ -144,6 +146,61 @@ def test_driver_killed_mid_run_then_resumed(ray_instance, catalog_service, tmp_p
     assert all(n == 1 for n in commits_per_partition(catalog, cfg, "bf-driver").values())
     assert {r["status"] for r in read_rows(catalog, cfg, "staging")
             if r["backfill_id"] == "bf-driver"} <= {"applied", "rejected"}
+
+
+def _wait_for(proc, log, what, timeout: float = 900) -> None:
+    """Until ``what()`` holds; the driver must still be running then."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None and not what():
+        time.sleep(0.2)
+    assert proc.poll() is None and what(), log.read_text()[-3000:]
+
+
+def test_stopped_before_it_starts_and_mid_run_then_resumed(ray_instance, catalog_service, tmp_path):
+    """SIGTERM (`ray job stop`) right after planning, before Ray is connected, and again
+    mid-run: both exit 7 and write no commit for a partition they did not finish; the same
+    command then completes. A stop during start-up once killed the driver with exit 15,
+    because ray.init replaced the run's SIGTERM handler."""
+    import ray
+
+    cfg = make_config(catalog_service, "stopsig", max_parallel=1, partitions_per_merge=1)
+    catalog = pyiceberg_catalog(cfg)
+    before, staged = stage_wide_backfill(catalog, cfg, "bf-stop", months=6, seed=17)
+    toml = write_toml(cfg, tmp_path / "cfg.toml")
+    address = ray.get_runtime_context().gcs_address
+    args = ["backfill", "--config", str(toml), "--backfill-id", "bf-stop"]
+    snapshots = lambda: len(catalog.load_table(identifier(cfg, "target")).metadata.snapshots)  # noqa: E731
+    n_before = snapshots()
+
+    log1 = tmp_path / "driver1.log"
+    proc = driver_process(args, address, log1)
+    _wait_for(proc, log1, lambda: "plan: " in log1.read_text())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=300) == 7, log1.read_text()[-3000:]
+    assert "not started" in log1.read_text()
+    assert snapshots() == n_before
+
+    log2 = tmp_path / "driver2.log"
+    proc = driver_process(args, address, log2)
+    committed = lambda: {r["target_partition"] for r in read_rows(catalog, cfg, "audit")  # noqa: E731
+                         if r["backfill_id"] == "bf-stop" and r["status"] == "committed"}
+    _wait_for(proc, log2, lambda: len(committed()) >= 1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=600) == 7, log2.read_text()[-3000:]
+    done = committed()
+    assert 1 <= len(done) < 6, done
+    # applied only when every partition is done
+    assert "applied" not in {r["status"] for r in read_rows(catalog, cfg, "staging")
+                             if r["backfill_id"] == "bf-stop"}
+
+    log3 = tmp_path / "driver3.log"
+    proc = driver_process(args, address, log3)
+    assert proc.wait(timeout=1200) == 0, log3.read_text()[-3000:]
+    for partition in done:
+        assert f"{partition} already_committed" in log3.read_text()
+    actual, expected = read_target(catalog, cfg), expected_table(cfg, before, staged)
+    assert actual == expected, diff_tables(actual, expected)
+    assert all(n == 1 for n in commits_per_partition(catalog, cfg, "bf-stop").values())
 
 
 def test_commit_whose_record_was_lost_is_not_redone(ray_instance, catalog_service):
