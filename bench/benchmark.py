@@ -204,6 +204,8 @@ class Bench:
         w = self.worker
         ray.get(w.set_cfg.remote(cfg))
         ray.get(w.copy_table.remote(ds["metadata"], table, dict(strategy.properties)))
+        if strategy.sort_by_account:
+            ray.get(w.sort_by_account.remote(table))
         state0 = ray.get(w.table_state.remote(table))
         tcfg = dataclasses.replace(cfg, tables=dataclasses.replace(cfg.tables, target_table=table))
         statements = None

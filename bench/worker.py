@@ -107,6 +107,13 @@ class BenchWorker(PartitionWorker):
             self.spark.sql(f"ALTER TABLE `{catalog}`.`{ns_name[0]}`.`{ns_name[1]}` "
                            f"SET TBLPROPERTIES ({props})").collect()
 
+    def sort_by_account(self, table: str) -> None:
+        """Rewrite every file of ``table`` sorted by account; later writes sort locally too."""
+        q = self._q(table)
+        self.spark.sql(f"ALTER TABLE {q} WRITE LOCALLY ORDERED BY `{self.cfg.tables.account_column}`")
+        self.spark.sql(f"CALL `{self.cfg.catalog.name}`.system.rewrite_data_files(table => '{table}', "
+                       "strategy => 'sort', options => map('rewrite-all', 'true'))").collect()
+
     def table_state(self, table: str) -> dict[str, Any]:
         q = self._q(table)
         self.spark.sql(f"REFRESH TABLE {q}")
