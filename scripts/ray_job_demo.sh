@@ -9,6 +9,13 @@
 #   PYTHON=/path/to/venv/bin/python  interpreter of the venv that has the project (default: python3)
 #   KEEP=1                           keep the temp dir (warehouse, Ray logs) afterwards
 #   MAX_PARALLEL=2  NUM_CPUS=8       demo sizing
+#   STOP_DEMO=1                      first `ray job stop` the job after its first commit (it
+#                                    exits 7, partitions not started), then submit the same
+#                                    command again: it resumes (one partition per MERGE, one
+#                                    at a time, so there is something left to stop)
+#   STOP_WAIT=600                    RAY_JOB_STOP_WAIT_TIME_S given to the job: how long
+#                                    `ray job stop` lets running MERGEs finish before SIGKILL
+#                                    (Ray's default is 3 s; safe either way, see README)
 #
 # Token authentication (Ray 2.60): `ray.init()` turns it on by default for the clusters it
 # starts; `ray start --head` turns it on when RAY_AUTH_MODE=token is set or a token file
@@ -32,6 +39,9 @@ RAY="$BIN/ray"
 [[ -x "$RAY" ]] || { echo "no ray CLI next to $PYTHON" >&2; exit 5; }
 export PATH="$BIN:$PATH"
 MAX_PARALLEL="${MAX_PARALLEL:-2}"
+PER_MERGE=12
+STOP_WAIT="${STOP_WAIT:-600}"
+if [[ "${STOP_DEMO:-0}" == "1" ]]; then MAX_PARALLEL=1; PER_MERGE=1; fi
 NUM_CPUS="${NUM_CPUS:-8}"
 BACKFILL_ID="bf-demo-001"
 
@@ -124,14 +134,41 @@ echo "== setup: sample tables in $WAREHOUSE"
   --accounts 60 --months 8 --staged-accounts 10
 
 SUBMISSION_ID="bf-demo-$(date +%Y%m%d-%H%M%S)"
-echo "== ray job submit ($SUBMISSION_ID)"
 # No --working-dir: the project is installed in the interpreter's environment on every
 # node (on a launcher cluster, setup_commands install it). Add --working-dir . to ship an
-# uninstalled checkout instead.
+# uninstalled checkout instead. The job's env_vars reach Ray's job supervisor too, which
+# reads RAY_JOB_STOP_WAIT_TIME_S when `ray job stop` comes.
+submit() {  # submission id, then extra `ray job submit` options
+  local id="$1"; shift
+  "$RAY" job submit --address "$DASHBOARD" --submission-id "$id" \
+    --runtime-env-json "{\"env_vars\": {\"RAY_JOB_STOP_WAIT_TIME_S\": \"$STOP_WAIT\"}}" "$@" -- \
+    "$PYTHON" -m backfill backfill --warehouse "$WAREHOUSE" --backfill-id "$BACKFILL_ID" \
+    --max-parallel "$MAX_PARALLEL" --partitions-per-merge "$PER_MERGE"
+}
+
+if [[ "${STOP_DEMO:-0}" == "1" ]]; then
+  STOPPED_ID="$SUBMISSION_ID-stopped"
+  echo "== ray job submit --no-wait ($STOPPED_ID), then ray job stop after its first commit"
+  submit "$STOPPED_ID" --no-wait
+  for i in $(seq 900); do
+    if "$RAY" job logs --address "$DASHBOARD" "$STOPPED_ID" 2>/dev/null | grep -q " committed attempt"; then
+      break
+    fi
+    [[ $i == 900 ]] && { echo "no commit after 900 s" >&2; exit 1; }
+    sleep 1
+  done
+  "$RAY" job stop --address "$DASHBOARD" "$STOPPED_ID"
+  echo "== the stopped job's logs (last 12 lines)"
+  "$RAY" job logs --address "$DASHBOARD" "$STOPPED_ID" 2>/dev/null | tail -12 || true
+  if ! "$RAY" job logs --address "$DASHBOARD" "$STOPPED_ID" 2>/dev/null | grep -q "^stopped: "; then
+    echo "the stopped job did not report a graceful stop" >&2; exit 1
+  fi
+  echo "== the same command again: it resumes"
+fi
+
+echo "== ray job submit ($SUBMISSION_ID)"
 set +e
-"$RAY" job submit --address "$DASHBOARD" --submission-id "$SUBMISSION_ID" -- \
-  "$PYTHON" -m backfill backfill --warehouse "$WAREHOUSE" --backfill-id "$BACKFILL_ID" \
-  --max-parallel "$MAX_PARALLEL"
+submit "$SUBMISSION_ID"
 SUBMIT_RC=$?
 set -e
 echo "== ray job submit exit code: $SUBMIT_RC"
