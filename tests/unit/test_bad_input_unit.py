@@ -44,14 +44,13 @@ import socket
 import warnings
 import zipfile
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from backfill import cli
-from backfill.config import CatalogConfig, Config, HistoryColumn, TableConfig, load_config, with_overrides
+from backfill.config import CatalogConfig, Config, HistoryColumn, with_overrides
 from backfill.entries import validate_rows
-from backfill.errors import CatalogUnsafeError, ConfigError, EnvironmentProblem, InputError
+from backfill.errors import CatalogUnsafeError, EnvironmentProblem, InputError
 
 D = Decimal
 
