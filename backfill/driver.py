@@ -151,7 +151,7 @@ def _execute(prepared: PreparedRun, resolved_catalog: Any, catalog: Any,
     except SystemExit as exc:                   # Ray's own SIGTERM handler, while connecting
         if exc.code != signal.SIGTERM:
             raise
-        stop.event.set()
+        stop.set()
         return _stopped_before_start(prepared)
     stop.arm()                                  # ray.init replaced the SIGTERM handler
     ckpt = RayCheckpointStore(cfg.checkpoint_directory(), namespace=cfg.run.checkpoint_namespace)

@@ -35,6 +35,10 @@ class StopSignal:
     def is_set(self) -> bool:
         return self.event.is_set()
 
+    def set(self) -> None:
+        """Count as stopped without a signal (e.g. one a library's handler consumed)."""
+        self.event.set()
+
     def arm(self) -> "StopSignal":
         """Install (or re-install, after a library replaced them) the run's handlers.
 
@@ -63,7 +67,7 @@ class StopSignal:
         if not self.event.is_set():
             log.warning("signal %d received: no new partition will start; rerun to resume "
                         "(send it again to stop at once)", signum)
-            self.event.set()
+            self.set()
             return
         self.disarm()
         signal.raise_signal(signum)

@@ -111,6 +111,14 @@ def test_partition_actor_killed_mid_merge_is_retried(ray_instance, catalog_servi
     assert all(n == 1 for n in commits_per_partition(catalog, cfg, "bf-kill").values())
 
 
+def _wait_for(proc, log, what, timeout: float = 900) -> None:
+    """Until ``what()`` holds; the driver must still be running then."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None and not what():
+        time.sleep(0.2)
+    assert proc.poll() is None and what(), log.read_text()[-3000:]
+
+
 def test_driver_killed_mid_run_then_resumed(ray_instance, catalog_service, tmp_path):
     import ray
 
@@ -122,15 +130,10 @@ def test_driver_killed_mid_run_then_resumed(ray_instance, catalog_service, tmp_p
     address = ray.get_runtime_context().gcs_address
     proc = driver_process(["backfill", "--config", str(toml), "--backfill-id", "bf-driver"],
                           address, tmp_path / "driver1.log")
-    deadline = time.monotonic() + 900
-    committed: set[str] = set()
-    while time.monotonic() < deadline and proc.poll() is None:
-        committed = {r["target_partition"] for r in read_rows(catalog, cfg, "audit")
-                     if r["backfill_id"] == "bf-driver" and r["status"] == "committed"}
-        if len(committed) >= 2:
-            break
-        time.sleep(1)
-    assert proc.poll() is None, (tmp_path / "driver1.log").read_text()[-3000:]
+    committed_now = lambda: {r["target_partition"] for r in read_rows(catalog, cfg, "audit")  # noqa: E731
+                             if r["backfill_id"] == "bf-driver" and r["status"] == "committed"}
+    _wait_for(proc, tmp_path / "driver1.log", lambda: len(committed_now()) >= 2)
+    committed = committed_now()
     proc.kill()  # SIGKILL: no chance to clean up
     proc.wait(timeout=30)
     assert 2 <= len(committed) < 8
@@ -146,14 +149,6 @@ def test_driver_killed_mid_run_then_resumed(ray_instance, catalog_service, tmp_p
     assert all(n == 1 for n in commits_per_partition(catalog, cfg, "bf-driver").values())
     assert {r["status"] for r in read_rows(catalog, cfg, "staging")
             if r["backfill_id"] == "bf-driver"} <= {"applied", "rejected"}
-
-
-def _wait_for(proc, log, what, timeout: float = 900) -> None:
-    """Until ``what()`` holds; the driver must still be running then."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None and not what():
-        time.sleep(0.2)
-    assert proc.poll() is None and what(), log.read_text()[-3000:]
 
 
 def test_stopped_before_it_starts_and_mid_run_then_resumed(ray_instance, catalog_service, tmp_path):
