@@ -36,17 +36,16 @@ import os
 import re
 import tempfile
 import threading
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-PENDING, RUNNING, COMMITTED, FAILED = "pending", "running", "committed", "failed"
-STATES = (PENDING, RUNNING, COMMITTED, FAILED)
+from backfill.core.names import CHECKPOINT_ACTOR_NAME, CHECKPOINT_DIRNAME, RAY_NAMESPACE
+from backfill.core.retry import RetryPolicy
+from backfill.core.states import CheckpointState
 
-DEFAULT_NAMESPACE = "iceberg_backfill"
-DEFAULT_ACTOR_NAME = "backfill-checkpoints"
-CHECKPOINT_DIRNAME = ".backfill-checkpoints"
 _FORMAT_VERSION = 1
 _MAX_ERROR_CHARS = 4000
 
@@ -81,7 +80,7 @@ class PartitionCheckpoint:
     """
 
     partition: str
-    state: str
+    state: CheckpointState
     digest: str
     snapshot_id: int | None = None
     attempts: int = 0
@@ -96,10 +95,10 @@ class PartitionCheckpoint:
         return d
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "PartitionCheckpoint":
+    def from_json(cls, d: Mapping[str, Any]) -> PartitionCheckpoint:
         snap = d.get("snapshot_id")
         return cls(
-            partition=str(d["partition"]), state=str(d["state"]), digest=str(d["digest"]),
+            partition=str(d["partition"]), state=CheckpointState(d["state"]), digest=str(d["digest"]),
             snapshot_id=int(snap) if snap is not None else None,
             attempts=int(d.get("attempts", 0)), error=d.get("error"), run_id=d.get("run_id"),
             updated_at=datetime.fromisoformat(d["updated_at"]),
@@ -123,7 +122,7 @@ class CheckpointStore(Protocol):
         """
         ...
 
-    def mark(self, key: str, partition: str, state: str, snapshot_id: int | None = None,
+    def mark(self, key: str, partition: str, state: CheckpointState | str, snapshot_id: int | None = None,
              error: str | None = None, run_id: str | None = None,
              run_attempt: int | None = None) -> PartitionCheckpoint:
         """Move ``partition`` to ``state``; 'running' increments attempts and records
@@ -152,30 +151,31 @@ def _apply_begin(records: dict[str, PartitionCheckpoint], run_id: str,
     for partition, digest in tasks:
         old = out.get(partition)
         if old is None or old.digest != digest:
-            out[partition] = PartitionCheckpoint(partition, PENDING, digest, run_id=run_id,
+            out[partition] = PartitionCheckpoint(partition, CheckpointState.PENDING, digest, run_id=run_id,
                                                  updated_at=now)
-        elif old.state == RUNNING:
-            out[partition] = dataclasses.replace(old, state=PENDING, run_id=run_id, updated_at=now)
-        elif old.state != COMMITTED:
+        elif old.state == CheckpointState.RUNNING:
+            out[partition] = dataclasses.replace(old, state=CheckpointState.PENDING, run_id=run_id, updated_at=now)
+        elif old.state != CheckpointState.COMMITTED:
             out[partition] = dataclasses.replace(old, run_id=run_id, updated_at=now)
     return out
 
 
-def _apply_mark(records: dict[str, PartitionCheckpoint], key: str, partition: str, state: str,
+def _apply_mark(records: dict[str, PartitionCheckpoint], key: str, partition: str, state: CheckpointState | str,
                 snapshot_id: int | None, error: str | None,
                 run_id: str | None, run_attempt: int | None = None) -> PartitionCheckpoint:
-    if state not in STATES:
-        raise ValueError(f"checkpoint state must be one of {STATES}, got {state!r}")
+    if state not in {s.value for s in CheckpointState}:
+        raise ValueError(f"checkpoint state must be one of {[s.value for s in CheckpointState]}, got {state!r}")
+    state = CheckpointState(state)
     old = records.get(partition)
     if old is None:
         raise KeyError(f"partition {partition!r} was not begun under checkpoint key {key!r}")
     return dataclasses.replace(
         old, state=state,
-        snapshot_id=snapshot_id if state == COMMITTED else None,
-        attempts=old.attempts + (1 if state == RUNNING else 0),
+        snapshot_id=snapshot_id if state == CheckpointState.COMMITTED else None,
+        attempts=old.attempts + (1 if state == CheckpointState.RUNNING else 0),
         # keep the last error visible while a retry runs; clear it once committed
         error=(error[:_MAX_ERROR_CHARS] if error is not None
-               else (None if state == COMMITTED else old.error)),
+               else (None if state == CheckpointState.COMMITTED else old.error)),
         run_id=run_id if run_id is not None else old.run_id,
         updated_at=_now(),
         run_attempt=run_attempt if run_attempt is not None else old.run_attempt,
@@ -183,7 +183,7 @@ def _apply_mark(records: dict[str, PartitionCheckpoint], key: str, partition: st
 
 
 def _committed_of(records: Mapping[str, PartitionCheckpoint]) -> dict[str, tuple[str, int | None]]:
-    return {p: (r.digest, r.snapshot_id) for p, r in records.items() if r.state == COMMITTED}
+    return {p: (r.digest, r.snapshot_id) for p, r in records.items() if r.state == CheckpointState.COMMITTED}
 
 
 class _RecordStore:
@@ -209,7 +209,7 @@ class _RecordStore:
             self._write(key, records)
             return dict(records)
 
-    def mark(self, key: str, partition: str, state: str, snapshot_id: int | None = None,
+    def mark(self, key: str, partition: str, state: CheckpointState | str, snapshot_id: int | None = None,
              error: str | None = None, run_id: str | None = None,
              run_attempt: int | None = None) -> PartitionCheckpoint:
         with self._lock:
@@ -379,7 +379,7 @@ class _CheckpointActor(_RecordStore):
                 "started_at": self._started.isoformat(), "keys": sorted(self._mem)}
 
 
-def actor_name_for(directory: str | os.PathLike[str], base: str = DEFAULT_ACTOR_NAME) -> str:
+def actor_name_for(directory: str | os.PathLike[str], base: str = CHECKPOINT_ACTOR_NAME) -> str:
     """One actor per checkpoint directory, so two warehouses on one cluster never share state."""
     resolved = str(Path(directory).expanduser().resolve())
     return f"{base}-{hashlib.sha256(resolved.encode('utf-8')).hexdigest()[:12]}"
@@ -398,12 +398,14 @@ class RayCheckpointStore:
         namespace: fixed Ray namespace (``cfg.run.checkpoint_namespace``).
         name: actor name; default ``backfill-checkpoints-<hash of directory>``.
         timeout: seconds per call.
+        policy: the run's retry policy; calls ride out an actor restart for its
+            ``ride_out_seconds`` (at least three call timeouts).
     """
 
-    def __init__(self, directory: str | os.PathLike[str], namespace: str = DEFAULT_NAMESPACE,
-                 name: str | None = None, timeout: float = 60.0) -> None:
-        import ray
-
+    def __init__(self, directory: str | os.PathLike[str], namespace: str = RAY_NAMESPACE,
+                 name: str | None = None, timeout: float = 60.0, policy: RetryPolicy | None = None) -> None:
+        policy = policy or RetryPolicy()
+        self._policy = dataclasses.replace(policy, ride_out_seconds=max(policy.ride_out_seconds, 3 * timeout))
         self.directory = str(Path(directory).expanduser().resolve())
         self.namespace = namespace
         self.name = name or actor_name_for(self.directory)
@@ -438,14 +440,12 @@ class RayCheckpointStore:
         """
         import ray
         from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError
-        from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+        from tenacity import Retrying
 
         # A restarting actor on a loaded node can take minutes to answer; every method is
         # safe to repeat (a repeated 'running' mark only counts one attempt too many).
         retried = (ActorUnavailableError, ActorDiedError, GetTimeoutError)
-        for attempt in Retrying(retry=retry_if_exception_type(retried),
-                                stop=stop_after_delay(max(300.0, 3 * self.timeout)),
-                                wait=wait_exponential(multiplier=0.5, max=10), reraise=True):
+        for attempt in Retrying(**self._policy.ride_out(retried)):
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
                     self.actor = self._connect()
@@ -456,7 +456,7 @@ class RayCheckpointStore:
               tasks: Sequence[tuple[str, str]]) -> dict[str, PartitionCheckpoint]:
         return self._call("begin", key, run_id, [(p, d) for p, d in tasks])
 
-    def mark(self, key: str, partition: str, state: str, snapshot_id: int | None = None,
+    def mark(self, key: str, partition: str, state: CheckpointState | str, snapshot_id: int | None = None,
              error: str | None = None, run_id: str | None = None,
              run_attempt: int | None = None) -> PartitionCheckpoint:
         return self._call("mark", key, partition, state, snapshot_id, error, run_id, run_attempt)

@@ -14,18 +14,36 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from backfill.commit_tags import KEY_RUN, commit_properties, tagged_work
+from tenacity import Retrying
+
+from actors import runtime
 from backfill.config import Config
-from backfill.identifiers import quote_table
-from backfill.merge_sql import (LITERAL_SOURCE_MAX_ENTRIES, commit_stats_sql, entries_source_sql,
-                                mark_staging_sql, matched_rows_sql, merge_sql, staging_source_sql)
-from backfill.plan import MergeBatch, PartitionTask
-from backfill.results import CommitStats, PartitionOutcome
-from backfill.retry import is_transient
+from backfill.core.commit_tags import KEY_RUN, commit_properties, tagged_work
+from backfill.core.identifiers import quote_table
+from backfill.core.plan import MergeBatch, PartitionTask
+from backfill.core.results import CommitStats, PartitionOutcome
+from backfill.core.states import AttemptStatus, StagingStatus
+from backfill.errors import BackfillError, PermanentError, TransientError
+from backfill.sql.merge import (
+    LITERAL_SOURCE_MAX_ENTRIES,
+    commit_stats_sql,
+    entries_source_sql,
+    mark_staging_sql,
+    matched_rows_sql,
+    merge_sql,
+    staging_source_sql,
+)
+from cluster.jars import iceberg_runtime_jar
+from cluster.java_errors import error_for, is_retryable
+from cluster.spark_session import refresh_tables, run_with_commit_properties, spark_conf, start_spark, stop_spark
+
+if TYPE_CHECKING:
+    from cluster.catalog import ResolvedCatalog
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +57,12 @@ class PartitionWorker:
     """Applies partitions with its own Spark session. Wrapped as a Ray actor by the driver."""
 
     def __init__(self, cfg: Config, catalog_spark_conf: Mapping[str, str], name: str) -> None:
-        from cluster.jars import iceberg_runtime_jar
-        from cluster.spark_session import spark_conf, start_spark
+        import ray  # heavy: only actor processes and drivers load it
 
         self.cfg = cfg
         self.name = name
         jar = iceberg_runtime_jar(cfg.spark.iceberg_jar)
         self.spark = start_spark(name, spark_conf(catalog_spark_conf, cfg.spark, jar), cfg.spark)
-        import ray
-
         # host and Ray node id: several simulated nodes may share one host
         self.node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}"
         self._target = quote_table(cfg.table_parts("target"))
@@ -55,8 +70,6 @@ class PartitionWorker:
 
     def _refresh(self, *names: str) -> None:
         """Other sessions commit to these tables: drop this session's cached metadata."""
-        from cluster.spark_session import refresh_tables
-
         refresh_tables(self.spark, *names)
 
     # ------------------------------------------------------------------ helpers
@@ -65,10 +78,17 @@ class PartitionWorker:
         """Identity of this worker (pid, node) — used by tests and the driver's logs."""
         return {"name": self.name, "pid": os.getpid(), "node": self.node}
 
-    def sql(self, query: str, refresh: Sequence[str] = ()) -> list[tuple]:
-        """Run a query and return plain tuples (tests, SQL scripts); ``refresh`` quoted tables first."""
+    def sql(self, query: str, refresh: Sequence[str] = ()) -> list[tuple[Any, ...]]:
+        """Run a query and return plain tuples (tests, SQL scripts); ``refresh`` quoted tables first.
+
+        A failure is raised as a TransientError or PermanentError decided here, where the
+        Java exception's class can still be read (it does not survive the trip to the caller).
+        """
         self._refresh(*refresh)
-        return [tuple(r) for r in self.spark.sql(query).collect()]
+        try:
+            return [tuple(r) for r in self.spark.sql(query).collect()]
+        except Exception as exc:
+            raise error_for(exc, "statement") from None
 
     def _activate(self) -> None:
         """Make this session the active one of the calling thread's JVM thread.
@@ -121,20 +141,18 @@ class PartitionWorker:
         base = dict(attempt=attempt, started_at=_now(), actor=self.name, node=self.node)
         try:
             return self._apply(batch, backfill_ids, run_id, staging_snapshot_id, base)
-        except Exception as exc:  # reported, classified and retried by the driver
-            text = f"{type(exc).__name__}: {exc}"
-            log.warning("partitions %s attempt %d failed: %s", ",".join(batch.partitions), attempt, text[:500])
-            return [PartitionOutcome(partition=t.partition, entries=len(t.entries), status="failed",
-                                     completed_at=_now(), error=text[:4000], transient=is_transient(text),
+        except Exception as exc:  # reported, classified by type and retried by the driver
+            error = error_for(exc, f"partitions {','.join(batch.partitions)} attempt {attempt}")
+            log.warning("%s", str(error)[:500])
+            return [PartitionOutcome(partition=t.partition, entries=len(t.entries), status=AttemptStatus.FAILED,
+                                     completed_at=_now(), error=str(error), transient=error.retryable,
                                      **base) for t in batch.tasks]
 
     def _apply(self, batch: MergeBatch, backfill_ids: Sequence[str], run_id: str,
                staging_snapshot_id: int | None, base: dict[str, Any]) -> list[PartitionOutcome]:
-        from cluster.spark_session import run_with_commit_properties
-
         outcomes: dict[str, PartitionOutcome] = {}
 
-        def outcome(task: PartitionTask, status: str, **kw: Any) -> None:
+        def outcome(task: PartitionTask, status: AttemptStatus, **kw: Any) -> None:
             outcomes[task.partition] = PartitionOutcome(partition=task.partition, status=status,
                                                         entries=len(task.entries), completed_at=_now(),
                                                         **base, **kw)
@@ -145,7 +163,7 @@ class PartitionWorker:
             if task.partition in done:
                 snap, summary = done[task.partition]
                 one = len(tagged_work(summary)) == 1  # a batch commit's summary is not this partition's
-                outcome(task, "already_committed", snapshot_id=snap,
+                outcome(task, AttemptStatus.ALREADY_COMMITTED, snapshot_id=snap,
                         stats=CommitStats.from_summary(summary) if one else CommitStats())
         todo = batch.without(done)
         if todo is None:
@@ -163,7 +181,7 @@ class PartitionWorker:
                 matched_rows_sql(self.cfg, todo.partitions, source, accounts)).collect()}
             for task in todo.tasks:
                 if not matched.get(task.partition):
-                    outcome(task, "noop", missing_rows=len(accounts_of[task.partition]))
+                    outcome(task, AttemptStatus.NOOP, missing_rows=len(accounts_of[task.partition]))
             todo = todo.without(outcomes)
             if todo is None:
                 return [outcomes[p] for p in batch.partitions]
@@ -179,7 +197,7 @@ class PartitionWorker:
         for task in todo.tasks:
             st = stats.get(task.partition, CommitStats())
             rows = matched[task.partition] if matched is not None else int(st.records_written or 0)
-            outcome(task, "committed" if (rows and snap is not None) else "noop", rows_updated=rows,
+            outcome(task, AttemptStatus.COMMITTED if (rows and snap is not None) else AttemptStatus.NOOP, rows_updated=rows,
                     missing_rows=len(accounts_of[task.partition]) - rows, snapshot_id=snap, stats=st)
         return [outcomes[p] for p in batch.partitions]
 
@@ -229,35 +247,26 @@ class PartitionWorker:
         """Move pending staging rows of ``months`` to ``status`` in one Iceberg commit."""
         if not months:
             return
-        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
-
-        statement = mark_staging_sql(self.cfg, backfill_ids, months, staging_snapshot_id, status, error)
+        statement = mark_staging_sql(self.cfg, backfill_ids, months, staging_snapshot_id,
+                                     StagingStatus(status), error)
         # Other runs update staging too: a conflicting commit is retried on fresh metadata
         # (the statement only touches rows still pending, so a retry is idempotent).
-        for attempt in Retrying(retry=retry_if_exception(lambda e: is_transient(f"{type(e).__name__}: {e}")),
-                                stop=stop_after_attempt(max(1, self.cfg.run.retries + 3)),
-                                wait=wait_exponential_jitter(multiplier=self.cfg.run.retry_backoff_seconds, max=30),
-                                reraise=True):
+        for attempt in Retrying(**self.cfg.run.retry_policy.attempts(is_retryable)):
             with attempt:
                 self._refresh(self._staging)
                 self.spark.sql(statement).collect()
 
     def shutdown(self) -> None:
-        from cluster.spark_session import stop_spark
-
         stop_spark()
 
 
 @contextmanager
-def one_session(cfg: Config, resolved_catalog: Any, name: str) -> Iterator[Any]:
+def one_session(cfg: Config, resolved_catalog: ResolvedCatalog, name: str) -> Iterator[Any]:
     """One partition actor (a RayDP Spark session) for statements run in order; always ended."""
     import ray
 
-    from backfill.driver import _ensure_ray
-    from cluster.jars import iceberg_runtime_jar
-
     iceberg_runtime_jar(cfg.spark.iceberg_jar)  # fail fast, before the actor starts
-    _ensure_ray(cfg)
+    runtime.ensure_ray(cfg)
     actor = ray.remote(PartitionWorker).options(num_cpus=cfg.run.actor_cpus, max_restarts=0).remote(
         cfg, resolved_catalog.spark_conf(), name)
     try:
@@ -268,3 +277,22 @@ def one_session(cfg: Config, resolved_catalog: Any, name: str) -> Iterator[Any]:
         except Exception:  # the actor may already be dead; it is killed next anyway
             pass
         ray.kill(actor)
+
+
+def run_statement(actor: Any, statement: str, refresh: Sequence[str] = ()) -> list[tuple[Any, ...]]:
+    """``actor.sql`` on a partition actor, raising its classified BackfillError as such.
+
+    Ray wraps an actor's exception in a ``RayTaskError``; callers want the error the actor
+    classified (transient or permanent), and a dead actor counts as transient.
+    """
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError
+
+    try:
+        return list(ray.get(actor.sql.remote(statement, tuple(refresh))))
+    except RayTaskError as exc:
+        if isinstance(exc.cause, BackfillError):
+            raise exc.cause from None
+        raise PermanentError(f"statement failed: {exc}"[:4000]) from None
+    except RayActorError as exc:
+        raise TransientError(f"the Spark session's actor died: {exc}"[:4000]) from None

@@ -12,13 +12,15 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
-from backfill.plan import MergeBatch
-from backfill.results import PartitionOutcome
-from backfill.retry import RetryPolicy
+from backfill.core.plan import MergeBatch
+from backfill.core.results import PartitionOutcome
+from backfill.core.retry import RetryPolicy
+from backfill.core.states import AttemptStatus
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +168,7 @@ class PartitionPool:
                     text = f"{type(exc).__name__}: {exc}"
                     now = datetime.now(timezone.utc)
                     got = [PartitionOutcome(
-                        partition=t.partition, status="failed", attempt=item.attempt,
+                        partition=t.partition, status=AttemptStatus.FAILED, attempt=item.attempt,
                         entries=len(t.entries), started_at=started, completed_at=now,
                         error=text[:4000], transient=True, actor=self._names.get(actor),
                     ) for t in item.batch.tasks]

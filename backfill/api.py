@@ -1,13 +1,13 @@
 """The Python API under the names the original description promised.
 
-Thin, typed wrappers over the driver and the operator modules, for code that runs on the
-Ray cluster head (or anywhere the catalog and Ray are reachable). One catalog connection
-per processor; every call validates before it writes, exactly like the CLI.
+Thin, typed wrappers over the operations, for code that runs on the Ray cluster head
+(or anywhere the catalog and Ray are reachable). One catalog connection per processor;
+every call validates before it writes, exactly like the CLI. Import it from the package:
+``from backfill import IcebergBackfillProcessor, load_config``.
 
 Example::
 
-    from backfill.api import IcebergBackfillProcessor, BatchBackfillOrchestrator
-    from backfill.config import load_config
+    from backfill import BatchBackfillOrchestrator, IcebergBackfillProcessor, load_config
 
     processor = IcebergBackfillProcessor(load_config("backfill.toml"))
     result = BatchBackfillOrchestrator(processor).run_backfill("bf-001", backfill_month="2023-12")
@@ -16,38 +16,48 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
+import cluster.catalog
 from backfill.config import Config
-from backfill.errors import InputError
-from backfill.results import RunResult
-from backfill.stop_signal import StopSignal
+from backfill.core.results import RunResult
+from backfill.errors import InputError, NothingRecorded
+from backfill.ops import report
+from backfill.ops.cleanup import CleanupResult, cleanup_audits
+from backfill.ops.prepare import prepare
+from backfill.ops.run import execute
+from backfill.ops.status import load_audit_rows
+from backfill.ops.stop_signal import StopSignal
+from backfill.ops.verify import VerifyReport
+from backfill.ops.verify import verify_backfill as _verify
+from backfill.prepared import PreparedRun
+from backfill.sql.script import render_script
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+
+Progress = Callable[[str], None]
 
 
 class IcebergBackfillProcessor:
     """Holds a validated configuration and its catalog connection (pyiceberg, no JVM)."""
 
     def __init__(self, config: Config) -> None:
-        from cluster.catalog import load_pyiceberg_catalog, resolve_catalog
-
         self.config = config.validated()
-        self.resolved_catalog = resolve_catalog(self.config.catalog)
-        self.catalog = load_pyiceberg_catalog(self.resolved_catalog)
+        self.resolved_catalog = cluster.catalog.resolve_catalog(self.config.catalog)
+        self.catalog: Catalog = cluster.catalog.load_pyiceberg_catalog(self.resolved_catalog)
 
     def prepare(self, backfill_ids: Sequence[str], backfill_month: str | None = None,
-                resume_from: str | None = None) -> Any:
-        """Validate and plan (no write); returns a ``driver.PreparedRun``."""
-        from backfill.driver import prepare
-
+                resume_from: str | None = None) -> PreparedRun:
+        """Validate and plan (no write)."""
         return prepare(self.config, self.catalog, backfill_ids, backfill_month, resume_from)
 
     def run(self, backfill_ids: Sequence[str], backfill_month: str | None = None,
-            resume_from: str | None = None, progress: Callable[[str], None] | None = None) -> RunResult:
+            resume_from: str | None = None, progress: Progress | None = None) -> RunResult:
         """Validate, plan and apply on Ray partition actors."""
-        from backfill.driver import execute
-
         with StopSignal() as stop:  # a stop while planning counts too
             prepared = self.prepare(backfill_ids, backfill_month, resume_from)
             return execute(prepared, self.resolved_catalog, self.catalog, progress, stop)
@@ -58,11 +68,17 @@ class BatchBackfillOrchestrator:
     """Runs backfills with the processor's configuration (retries, checkpoints, resume)."""
 
     processor: IcebergBackfillProcessor
-    progress: Callable[[str], None] | None = field(default=None)
+    progress: Progress | None = field(default=None)
 
     def run_backfill(self, backfill_id: str, backfill_month: str | None = None,
                      resume_from: str | None = None) -> RunResult:
         return self.processor.run([backfill_id], backfill_month, resume_from, self.progress)
+
+
+def run_backfill(config: Config, backfill_ids: Sequence[str], backfill_month: str | None = None,
+                 resume_from: str | None = None, progress: Progress | None = None) -> RunResult:
+    """Validate, plan and run a backfill end to end with a configuration (no processor kept)."""
+    return IcebergBackfillProcessor(config).run(backfill_ids, backfill_month, resume_from, progress)
 
 
 def run_parallel_backfills(processor: IcebergBackfillProcessor,
@@ -83,38 +99,29 @@ def run_parallel_backfills(processor: IcebergBackfillProcessor,
 def generate_backfill_report(processor: IcebergBackfillProcessor, backfill_id: str,
                              fmt: str = "text", timeline_png: str | Path | None = None) -> str:
     """Report of a backfill from the audit table (text, markdown or json)."""
-    from backfill import report
-    from backfill.status import load_audit_rows
-
     rows = load_audit_rows(processor.catalog, processor.config, backfill_id)
     if not rows:
-        raise InputError(f"no audit rows for backfill id {backfill_id!r}")
+        raise NothingRecorded(f"no audit rows for backfill id {backfill_id!r}")
     if timeline_png is not None:
         report.timeline_png(rows, timeline_png, backfill_id)
     return report.render(report.build_report(rows, backfill_id), fmt)
 
 
 def verify_backfill(processor: IcebergBackfillProcessor, backfill_id: str,
-                    sample_accounts: Sequence[int] | None = None) -> Any:
-    """Cell-by-cell check of a backfill; returns a ``verify.VerifyReport`` (``.ok``, ``.lines()``)."""
-    from backfill.verify import verify_backfill as _verify
-
+                    sample_accounts: Sequence[int] | None = None) -> VerifyReport:
+    """Cell-by-cell check of a backfill (``.ok``, ``.lines()``)."""
     return _verify(processor.config, processor.catalog, [backfill_id], sample_accounts)
 
 
 def cleanup_old_audits(processor: IcebergBackfillProcessor, days_to_keep: int = 90,
-                       dry_run: bool = False) -> Any:
+                       dry_run: bool = False) -> CleanupResult:
     """Delete (or count, with ``dry_run``) audit rows older than ``days_to_keep`` days."""
-    from backfill.cleanup import cleanup_audits
-
     return cleanup_audits(processor.catalog, processor.config, days_to_keep, dry_run=dry_run)
 
 
 def generate_sql_script(processor: IcebergBackfillProcessor, backfill_id: str,
                         output_file: str | Path | None = None, backfill_month: str | None = None) -> str:
     """The reviewable Spark SQL of a backfill; written to ``output_file`` when given."""
-    from backfill.sql_script import render_script
-
     script = render_script(processor.prepare([backfill_id], backfill_month))
     if output_file is not None:
         Path(output_file).write_text(script)

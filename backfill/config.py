@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any
 
-from backfill.errors import ConfigError
-from backfill.identifiers import check_identifier, split_table_name
+import tomllib
+
+from backfill.core.identifiers import check_identifier, split_table_name
+from backfill.core.names import CHECKPOINT_DIRNAME, RAY_NAMESPACE
+from backfill.core.retry import RetryPolicy
+from backfill.core.secrets import redact_properties
+from backfill.errors import CatalogUnsafeError, ConfigError
 
 _SEED_VALUE_COLUMNS = (
     "balance", "payment", "credit_limit", "available_credit", "past_due",
@@ -39,8 +43,6 @@ NON_ATOMIC_CATALOG_IMPLS = frozenset({"org.apache.iceberg.hadoop.HadoopCatalog"}
 #: Longest history array column: merge_sql adds the suffix '__updates' (identifiers <= 128).
 _MAX_ARRAY_COLUMN = 128 - len("__updates")
 
-#: Property keys whose values are secrets: never logged, audited or printed.
-SECRET_KEY_MARKERS = ("password", "secret", "token", "credential", "key")
 
 
 @dataclass(frozen=True)
@@ -147,8 +149,8 @@ DEFAULT_MAX_PARALLEL = 2
 class RunConfig:
     """How the driver schedules partitions."""
 
-    #: MERGEs at once over all actors; unset: :data:`DEFAULT_MAX_PARALLEL`, or 1 on a
-    #: catalog without atomic commits (resolved by :class:`Config`).
+    #: MERGEs at once over all actors, as asked; unset: :data:`DEFAULT_MAX_PARALLEL`, or 1
+    #: on a catalog without atomic commits (:attr:`Config.max_parallel` resolves it).
     max_parallel: int | None = None
     #: MERGEs one actor runs at once, from threads sharing its Spark session (one JVM and
     #: one set of executors for several MERGEs: less memory, no extra session start).
@@ -156,21 +158,46 @@ class RunConfig:
     #: Partitions one MERGE (and one commit) applies. A MERGE costs ~2 s of planning and
     #: commit whatever its size, so small partitions share one; see README "Performance".
     partitions_per_merge: int = 12
+    #: The retry budget (:class:`backfill.core.retry.RetryPolicy`), used by every retry site.
     retries: int = 3
     retry_backoff_seconds: float = 2.0
+    retry_max_backoff_seconds: float = 60.0
+    #: How long bookkeeping (audit appends, checkpoint calls) rides out a catalog or actor restart.
+    retry_ride_out_seconds: float = 300.0
     order: str = "newest"
     ray_address: str | None = None
     actor_cpus: float = 1.0
-    checkpoint_namespace: str = "iceberg_backfill"
+    checkpoint_namespace: str = RAY_NAMESPACE
     #: Local folder (on the Ray head) for durable checkpoints; default: beside the warehouse.
     checkpoint_dir: str | None = None
     #: Before a run, read the rows it will rewrite and report arrays longer than the window.
     check_array_lengths: bool = True
 
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.retries, self.retry_backoff_seconds, self.retry_max_backoff_seconds,
+                           self.retry_ride_out_seconds)
+
 
 @dataclass(frozen=True)
 class Config:
     """Everything one invocation needs."""
+
+    tables: TableConfig = field(default_factory=TableConfig)
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @property
+    def max_parallel(self) -> int:
+        """MERGEs at once: as asked, else parallel unless the catalog cannot take it.
+
+        ``allow_unsafe_serial`` accepts a non-atomic catalog by running one partition at a
+        time, whatever was asked: resolved here, so every path (CLI, API, actors) agrees.
+        """
+        if self.catalog.non_atomic and (self.catalog.allow_unsafe_serial or self.run.max_parallel is None):
+            return 1
+        return self.run.max_parallel if self.run.max_parallel is not None else DEFAULT_MAX_PARALLEL
 
     def checkpoint_directory(self) -> Path:
         """Where checkpoints persist: ``run.checkpoint_dir``, else beside a local warehouse."""
@@ -179,101 +206,16 @@ class Config:
         w = self.catalog.warehouse
         if "://" in w and not w.startswith("file:"):
             return Path("~/.iceberg-backfill/checkpoints").expanduser()
-        return self.catalog.warehouse_path / ".backfill-checkpoints"
-
-    tables: TableConfig = field(default_factory=TableConfig)
-    catalog: CatalogConfig = field(default_factory=CatalogConfig)
-    spark: SparkConfig = field(default_factory=SparkConfig)
-    run: RunConfig = field(default_factory=RunConfig)
-
-    def __post_init__(self) -> None:
-        if self.run.max_parallel is None:  # unset: parallel unless the catalog cannot take it
-            auto = 1 if self.catalog.non_atomic else DEFAULT_MAX_PARALLEL
-            object.__setattr__(self, "run", dataclasses.replace(self.run, max_parallel=auto))
-        # ``allow_unsafe_serial`` accepts a non-atomic catalog by running one partition at
-        # a time: clamp here, so every path (CLI, Python API, actors) sees max_parallel 1.
-        if self.catalog.allow_unsafe_serial and self.catalog.non_atomic and self.run.max_parallel > 1:
-            object.__setattr__(self, "run", dataclasses.replace(self.run, max_parallel=1))
+        return self.catalog.warehouse_path / CHECKPOINT_DIRNAME
 
     def table_parts(self, which: str) -> tuple[str, str, str]:
         """(catalog, namespace, table) of ``which`` in {'target', 'staging', 'audit'}."""
         return qualify(getattr(self.tables, f"{which}_table"), self.catalog.name, f"{which} table")
 
-    def validated(self) -> "Config":
+    def validated(self) -> Config:
         """Return self after checking every field; raises ConfigError naming the field."""
         validate(self)
         return self
-
-
-def is_secret_key(key: str) -> bool:
-    """True for catalog property keys whose values must never be shown."""
-    lowered = key.lower()
-    return any(marker in lowered for marker in SECRET_KEY_MARKERS)
-
-
-def redact_url(value: str) -> str:
-    """``value`` with a URL password and secret-keyed query parameters replaced by ``***``.
-
-    Handles ``scheme://user:password@host/...`` and ``...?token=...&password=...`` (also
-    inside ``jdbc:...`` URLs); anything that is not a URL is returned unchanged.
-    """
-    if "://" not in value:
-        return value
-    try:
-        parts = urlsplit(value)
-        password = parts.password
-    except ValueError:
-        return "***"  # unparsable: do not risk showing it
-    netloc = parts.netloc
-    if password is not None:
-        netloc = netloc.replace(f":{password}@", ":***@", 1)
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(is_secret_key(k) for k, _ in pairs):
-            query = urlencode([(k, "***" if is_secret_key(k) else v) for k, v in pairs], safe="*")
-    path = parts.path
-    if "://" in path:  # jdbc:postgresql://user:pw@host/db: the inner URL is the path
-        path = redact_url(path)
-    return urlunsplit(parts._replace(netloc=netloc, query=query, path=path))
-
-
-def redact_properties(props: Mapping[str, Any]) -> dict[str, str]:
-    """Secret-keyed values become ``***``; secrets inside URL values are replaced too."""
-    return {k: ("***" if is_secret_key(k) else redact_url(str(v))) for k, v in props.items()}
-
-
-def secret_values(props: Iterable[Mapping[str, Any]]) -> set[str]:
-    """Every secret string of the given property maps, to scrub from free text.
-
-    That is the values of secret keys, URL passwords and secret query parameters. Values
-    shorter than 4 characters are left out (scrubbing them would mangle ordinary text).
-    """
-    found: set[str] = set()
-    for mapping in props:
-        for k, v in mapping.items():
-            text = str(v)
-            if is_secret_key(k):
-                found.add(text)
-                continue
-            if "://" not in text:
-                continue
-            for url in (text, text.split(":", 1)[1] if text.startswith("jdbc:") else ""):
-                try:
-                    parts = urlsplit(url)
-                    if parts.password:
-                        found.add(parts.password)
-                    found.update(v for k2, v in parse_qsl(parts.query) if is_secret_key(k2))
-                except ValueError:
-                    found.add(text)
-    return {s for s in found if len(s) >= 4}
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of each secret replaced by ``***`` (longest first)."""
-    for secret in sorted(set(secrets), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
 
 
 def qualify(name: str, catalog: str, what: str) -> tuple[str, str, str]:
@@ -327,7 +269,7 @@ def validate(cfg: Config) -> None:
     if t.format_version not in (2, 3):
         raise ConfigError(f"format_version must be 2 or 3, got {t.format_version!r}")
     r = cfg.run
-    if r.max_parallel < 1:
+    if r.max_parallel is not None and r.max_parallel < 1:
         raise ConfigError(f"max_parallel must be at least 1, got {r.max_parallel}")
     if not 1 <= r.partitions_per_actor <= 16:
         raise ConfigError(f"partitions_per_actor must be between 1 and 16, got {r.partitions_per_actor}")
@@ -335,6 +277,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"partitions_per_merge must be between 1 and 1000, got {r.partitions_per_merge}")
     if r.retries < 0:
         raise ConfigError(f"retries must be 0 or more, got {r.retries}")
+    if min(r.retry_backoff_seconds, r.retry_max_backoff_seconds, r.retry_ride_out_seconds) < 0:
+        raise ConfigError("retry_backoff_seconds, retry_max_backoff_seconds and retry_ride_out_seconds "
+                          "must be 0 or more")
     if r.order not in ("newest", "oldest"):
         raise ConfigError(f"order must be 'newest' or 'oldest', got {r.order!r}")
     if r.actor_cpus <= 0:
@@ -342,14 +287,12 @@ def validate(cfg: Config) -> None:
     s = cfg.spark
     if s.num_executors < 1 or s.executor_cores < 1:
         raise ConfigError("spark num_executors and executor_cores must be at least 1")
-    if cfg.catalog.non_atomic and r.max_parallel > 1:
-        from backfill.errors import CatalogUnsafeError
-
+    if cfg.catalog.non_atomic and cfg.max_parallel > 1:
         kind = cfg.catalog.type if cfg.catalog.type.strip().lower() in NON_ATOMIC_CATALOG_TYPES \
             else "hadoop (catalog-impl HadoopCatalog)"
         raise CatalogUnsafeError(
             f"catalog type {kind!r} has no atomic commits across processes: max_parallel "
-            f"{r.max_parallel} (--max-parallel) would run partition MERGEs in parallel and could "
+            f"{cfg.max_parallel} (--max-parallel) would run partition MERGEs in parallel and could "
             "lose commits. To fix it, do one of: pass --max-parallel 1 (or set max_parallel = 1 "
             "under [run]); set allow_unsafe_serial = true under [catalog] in the config file to "
             "run one partition at a time whatever max_parallel says; or use a catalog with "

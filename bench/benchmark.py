@@ -64,8 +64,7 @@ def _log(msg: str) -> None:
 
 class Bench:
     def __init__(self, a: argparse.Namespace) -> None:
-        from backfill.config import (DEFAULT_HISTORY_COLUMNS, CatalogConfig, Config, RunConfig,
-                                     SparkConfig, TableConfig)
+        from backfill.config import DEFAULT_HISTORY_COLUMNS, CatalogConfig, Config, RunConfig, SparkConfig, TableConfig
 
         self.a = a
         self.warehouse = Path(tempfile.mkdtemp(prefix="bench-warehouse-"))
@@ -112,10 +111,10 @@ class Bench:
 
         With ``reuse``, that data set's target table is used as is (only staging is new).
         """
-        from backfill import tables
-        from backfill.entries import validate_rows
-        from backfill.plan import plan_run
-        from backfill.schema import staging_schema
+        from backfill.core.entries import validate_rows
+        from backfill.core.plan import plan_run
+        from backfill.iceberg import tables
+        from backfill.iceberg.schema import staging_schema
         from bench.data import BenchSize, staged_entries, target_arrow
 
         a = self.a
@@ -183,7 +182,7 @@ class Bench:
             expected.update(apply_rule(sub, by_acct[acct], cfg.tables.window))
         changed = sum(1 for k in expected if expected[k] != before[k])
         w = cfg.tables.window
-        from backfill.months import parse_month
+        from backfill.core.months import parse_month
 
         matched = sum(1 for (acct, p) in before
                       if any(0 <= parse_month(p) - parse_month(m) <= w - 1 for (_, m, _) in by_acct[acct]))
@@ -195,7 +194,7 @@ class Bench:
     def run_strategy(self, ds: dict[str, Any], strategy: Any, label: str | None = None) -> dict[str, Any]:
         import ray
 
-        from backfill.plan import merge_batches
+        from backfill.core.plan import merge_batches
         from bench.strategies import baseline_statements, handwritten_statement
 
         cfg = ds["cfg"]

@@ -1,6 +1,6 @@
 """Generated benchmark data: a target table (vectorised, Arrow) and staged entries.
 
-The target has the shape of ``backfill.sample_data`` (accounts opening after the first
+The target has the shape of ``backfill.ops.sample_data`` (accounts opening after the first
 month, NULL arrays, short arrays, NULL elements) but is built with numpy/pyarrow so that
 hundreds of thousands of rows take seconds, not minutes. Staged entries are plain Python
 (they are few): a fraction of the accounts, each with values for the newest
@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from backfill.config import Config
-from backfill.months import add_months, month_range
-from backfill.sample_data import account_ids
+from backfill.core.months import add_months, month_range
+from backfill.ops.sample_data import account_ids
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def target_arrow(cfg: Config, size: BenchSize, accounts: list[int] | None = None
     import pyarrow as pa
     from pyiceberg.io.pyarrow import schema_to_pyarrow
 
-    from backfill.schema import target_schema
+    from backfill.iceberg.schema import target_schema
 
     t = cfg.tables
     rng = np.random.default_rng(size.seed)

@@ -16,12 +16,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from backfill.config import DEFAULT_MAX_PARALLEL, Config, RunConfig
-from backfill.merge_sql import merge_sql, staging_source_sql
-from backfill.months import parse_month
+from backfill.core.months import parse_month
+from backfill.sql.merge import merge_sql, staging_source_sql
 
 COW = {"write.merge.mode": "copy-on-write", "write.update.mode": "copy-on-write",
        "write.delete.mode": "copy-on-write"}

@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from actors.partition_actor import PartitionWorker
 from backfill.config import Config
-from backfill.identifiers import quote_table
-from backfill.plan import MergeBatch, PartitionTask, merge_batches
+from backfill.core.identifiers import quote_table
+from backfill.core.plan import MergeBatch, PartitionTask, merge_batches
 
 SUMMARY_KEYS = ("added-data-files", "deleted-data-files", "added-files-size", "removed-files-size",
                 "added-delete-files", "added-records", "deleted-records", "added-position-deletes",
@@ -134,7 +135,7 @@ class BenchWorker(PartitionWorker):
         q = self._q(table)
         self.spark.sql(f"REFRESH TABLE {q}")
         rows = self.spark.sql(f"SELECT snapshot_id, summary FROM {q}.`snapshots`").collect()
-        totals = {k: 0 for k in SUMMARY_KEYS}
+        totals = dict.fromkeys(SUMMARY_KEYS, 0)
         totals["commits"] = 0
         for sid, summary in rows:
             if int(sid) in set(before):
@@ -196,7 +197,7 @@ class BenchWorker(PartitionWorker):
 
     def compact(self, table: str, partitions: Sequence[str]) -> dict[str, Any]:
         """``iceberg-backfill compact``'s procedure call on ``partitions`` of ``table``, timed."""
-        from backfill.compact import rewrite_sql
+        from backfill.ops.compact import rewrite_sql
 
         self.use_target(table)
         t0 = time.monotonic()

@@ -11,10 +11,14 @@ nothing downstream needs to know it exists.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
-from backfill.config import CatalogConfig, redact_properties, redact_url, scrub, secret_values
+from typing import Any
+
+from backfill.config import CatalogConfig
+from backfill.core.secrets import redact_properties, redact_url, scrub, secret_values
 from backfill.errors import EnvironmentProblem
+from cluster.metastore import EmbeddedMetastore
 
 SPARK_CATALOG_CLASS = "org.apache.iceberg.spark.SparkCatalog"
 GLUE_CATALOG_IMPL = "org.apache.iceberg.aws.glue.GlueCatalog"
@@ -102,8 +106,6 @@ def resolve_catalog(cfg: CatalogConfig, start_service: bool = True) -> ResolvedC
     through, with ``warehouse`` added as a property when set and not given already.
     """
     if cfg.type == EMBEDDED:
-        from cluster.metastore import EmbeddedMetastore
-
         metastore = EmbeddedMetastore(cfg.warehouse_path)
         uri = metastore.start() if start_service else metastore.uri
         props = {"uri": uri, "warehouse": cfg.warehouse_path.as_uri(), **cfg.properties}

@@ -29,6 +29,9 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import yaml
+
 from backfill.errors import ConfigError
 
 
@@ -44,8 +47,6 @@ def validate_cluster_yaml(path: str | Path) -> dict[str, Any]:
     combined, per-node-type worker limits filled). Raises ConfigError naming the file and,
     for schema errors, the offending key path and jsonschema's message.
     """
-    import yaml
-
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"Ray cluster file {str(p)!r} does not exist")
@@ -57,8 +58,6 @@ def validate_cluster_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"Ray cluster file {str(p)!r} must hold a mapping at the top level")
     if not isinstance(raw.get("provider"), dict) or "type" not in raw["provider"]:
         raise ConfigError(f"Ray cluster file {str(p)!r}: 'provider' with a 'type' is required")
-
-    import jsonschema
 
     # Private Ray API: keep every use of it in this function.
     from ray.autoscaler._private.util import prepare_config, validate_config

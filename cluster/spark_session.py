@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from backfill.config import SparkConfig
+from backfill.core.names import ICEBERG_EXTENSIONS
 from backfill.errors import EnvironmentProblem
+from cluster import raydp_namespace
+from cluster.java import find_java
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -33,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
 COMMIT_METADATA_CLASS = "org.apache.iceberg.spark.CommitMetadata"
 _CATALOG_KEY = re.compile(r"spark\.sql\.catalog\.([^.]+)")
 
@@ -81,10 +83,10 @@ def spark_conf(catalog_conf: Mapping[str, str], spark: SparkConfig, jar: Path) -
     return conf
 
 
-def refresh_tables(spark: "SparkSession", *quoted_names: str) -> None:
+def refresh_tables(spark: SparkSession, *quoted_names: str) -> None:
     """Drop cached metadata of tables so the next statement sees every session's commits.
 
-    Names must already be validated and quoted (backfill.identifiers.quote_table).
+    Names must already be validated and quoted (backfill.core.identifiers.quote_table).
     """
     for name in quoted_names:
         spark.sql(f"REFRESH TABLE {name}")
@@ -100,18 +102,14 @@ def unique_app_name(app_name: str) -> str:
     return f"{base}-{uuid.uuid4().hex[:8]}"
 
 
-def start_spark(app_name: str, conf: Mapping[str, str], spark: SparkConfig) -> "SparkSession":
+def start_spark(app_name: str, conf: Mapping[str, str], spark: SparkConfig) -> SparkSession:
     """Start this process's RayDP session (Ray must be initialised) and return it.
 
     ``conf`` is normally ``spark_conf(...)``. Raises EnvironmentProblem when Java is missing
-    or the installed RayDP is not the tested version.
+    (:func:`cluster.java.find_java`: JAVA_HOME first, then PATH) or the installed RayDP is
+    not the tested version.
     """
-    if shutil.which("java") is None:
-        raise EnvironmentProblem(
-            "`java` was not found on PATH: install a Java 17 runtime (e.g. openjdk-17-jre-headless)"
-        )
-    from cluster import raydp_namespace
-
+    find_java()
     raydp_namespace.install()
     import raydp
 
@@ -163,7 +161,7 @@ class _JavaCallable:
 
 
 def run_with_commit_properties(
-    spark: "SparkSession", properties: Mapping[str, str], fn: Callable[[], T]
+    spark: SparkSession, properties: Mapping[str, str], fn: Callable[[], T]
 ) -> T:
     """Run ``fn`` (which runs Spark SQL) so its Iceberg commits carry ``properties``.
 
@@ -175,9 +173,10 @@ def run_with_commit_properties(
     from py4j.java_gateway import JavaClass
     from pyspark.java_gateway import ensure_callback_server_started
 
-    gateway = spark.sparkContext._gateway
+    gateway, jvm = spark.sparkContext._gateway, spark.sparkContext._jvm
+    if gateway is None or jvm is None:
+        raise EnvironmentProblem("the Spark session has no JVM gateway: was it stopped?")
     ensure_callback_server_started(gateway)
-    jvm = spark.sparkContext._jvm
     commit_metadata = jvm.org.apache.iceberg.spark.CommitMetadata
     if not isinstance(commit_metadata, JavaClass):
         raise EnvironmentProblem(

@@ -5,9 +5,9 @@ Deliberately written without any code from the engine: plain loops over dicts an
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from copy import deepcopy
 from decimal import Decimal
-from typing import Mapping, Sequence
 
 
 def _month_index(month: str) -> int:

@@ -21,8 +21,8 @@ import pytest
 
 from backfill.errors import EnvironmentProblem
 from cluster.catalog import ResolvedCatalog, load_pyiceberg_catalog
-from cluster.metastore import EmbeddedMetastore, find_java, pyspark_jars_dir
-
+from cluster.java import find_java, pyspark_jars_dir
+from cluster.metastore import EmbeddedMetastore
 
 # ---------------------------------------------------------------------- no JVM needed
 

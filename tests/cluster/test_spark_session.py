@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from backfill.config import SparkConfig
-from backfill.errors import EnvironmentProblem
+from backfill.core.names import ICEBERG_EXTENSIONS
+from backfill.errors import EnvironmentProblem, PermanentError
 from cluster import jars
-from cluster.spark_session import ICEBERG_EXTENSIONS, spark_conf, unique_app_name
+from cluster.spark_session import spark_conf, unique_app_name
 
 # ------------------------------------------------------------------ pure unit tests
 
@@ -144,6 +145,16 @@ def sessions(ray_instance, catalog_conf):
                 return type(exc).__name__, str(exc)
             return "", ""
 
+        def classify_failure(self, query: str) -> tuple[BaseException | None, list[str]]:
+            """error_for and java_class_chain of ``query``'s failure (read here: it holds JVM objects)."""
+            from cluster.java_errors import error_for, java_class_chain
+
+            try:
+                self.spark.sql(query).collect()
+            except Exception as exc:  # noqa: BLE001 - classified and reported to the test
+                return error_for(exc, "probe"), java_class_chain(exc)
+            return None, []
+
         def stop(self) -> None:
             from cluster.spark_session import stop_spark
 
@@ -222,3 +233,12 @@ def test_errors_inside_commit_properties_keep_the_spark_message(ray_instance, se
     kind, message = ray_instance.get(sessions[2].failing_merge.remote())
     assert kind == "AnalysisException"
     assert "TABLE_OR_VIEW_NOT_FOUND" in message and "no_such_table" in message
+
+
+@pytest.mark.spark
+def test_a_missing_table_is_a_permanent_java_failure(ray_instance, sessions):
+    error, chain = ray_instance.get(sessions[0].classify_failure.remote(
+        "SELECT * FROM no_such_table_xyz"))
+    assert isinstance(error, PermanentError), (error, chain)
+    assert "org.apache.spark.sql.AnalysisException" in chain
+    assert "no_such_table_xyz" in str(error)

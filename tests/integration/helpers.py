@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from backfill.config import CatalogConfig, Config, HistoryColumn, RunConfig, SparkConfig, TableConfig
-from backfill.tables import identifier
+from backfill.iceberg.tables import identifier
 
 COLUMNS = (HistoryColumn("balance_history", "balance"), HistoryColumn("payment_history", "payment"),
            HistoryColumn("limit_history", "credit_limit"))

@@ -17,8 +17,8 @@ def main(config_path: str, backfill_id: str, out_path: str) -> int:
     import ray
     from ray.cluster_utils import Cluster
 
+    from backfill import run_backfill
     from backfill.config import load_config
-    from backfill.driver import run_backfill
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     for _ in range(2):

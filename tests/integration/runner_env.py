@@ -11,12 +11,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from backfill.commit_tags import tagged_ids, tagged_work
 from backfill.config import Config
-from backfill.months import add_months
-from backfill.sample_data import SampleSpec
-from backfill.setup import setup_tables
-from backfill.tables import identifier
+from backfill.core.commit_tags import tagged_ids, tagged_work
+from backfill.core.months import add_months
+from backfill.iceberg.tables import identifier
+from backfill.ops.sample_data import SampleSpec
+from backfill.ops.setup import setup_tables
 from tests.integration.helpers import model_entries, read_rows, read_target
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +68,7 @@ warehouse = "{c.warehouse}"
 executor_memory = "{cfg.spark.executor_memory}"
 conf = {{ {spark_conf} }}
 [run]
-max_parallel = {r.max_parallel}
+max_parallel = {cfg.max_parallel}
 partitions_per_actor = {r.partitions_per_actor}
 partitions_per_merge = {r.partitions_per_merge}
 retry_backoff_seconds = {r.retry_backoff_seconds}

@@ -8,14 +8,21 @@ from decimal import Decimal
 
 import pytest
 
-from backfill.driver import run_backfill
+from backfill import run_backfill
 from backfill.errors import InputError
-from backfill.sample_data import SampleSpec
-from backfill.setup import setup_tables, stage_rows
-from backfill.tables import identifier, to_arrow
-from backfill.schema import target_schema
-from tests.integration.helpers import (diff_tables, make_config, model_entries, pyiceberg_catalog,
-                                       read_rows, read_target, snapshot_ids)
+from backfill.iceberg.schema import target_schema
+from backfill.iceberg.tables import identifier, to_arrow
+from backfill.ops.sample_data import SampleSpec
+from backfill.ops.setup import setup_tables, stage_rows
+from tests.integration.helpers import (
+    diff_tables,
+    make_config,
+    model_entries,
+    pyiceberg_catalog,
+    read_rows,
+    read_target,
+    snapshot_ids,
+)
 from tests.reference_model import apply_rule
 
 pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.slow]
@@ -141,8 +148,8 @@ def test_each_partition_of_a_batch_commit_reports_its_own_rows_and_files(request
     partition's own rows updated, files and bytes, and together they add up to the commit."""
     from collections import defaultdict
 
-    from backfill.commit_tags import tagged_work
-    from backfill.months import parse_month
+    from backfill.core.commit_tags import tagged_work
+    from backfill.core.months import parse_month
 
     cfg, catalog, before, staged, result = request.getfixturevalue(layout)
     window = cfg.tables.window
@@ -225,7 +232,7 @@ def test_verify_passes_then_catches_corrupted_cells(e2e, tmp_path, capsys):
     from pyiceberg.expressions import And, EqualTo
 
     from backfill import cli
-    from backfill.verify import verify_backfill
+    from backfill.ops.verify import verify_backfill
     from tests.integration.runner_env import write_toml
 
     cfg, catalog, before, staged, result = e2e

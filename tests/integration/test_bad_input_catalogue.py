@@ -51,13 +51,14 @@ from decimal import Decimal
 
 import pytest
 
-from backfill import cli
+from backfill import cli, run_backfill
+from backfill.cli import options
 from backfill.config import HistoryColumn
-from backfill.driver import prepare, run_backfill
 from backfill.errors import InputError, TableError
-from backfill.sample_data import SampleSpec
-from backfill.setup import setup_tables, stage_rows
-from backfill.tables import create_audit, create_target, identifier
+from backfill.iceberg.tables import create_audit, create_target, identifier
+from backfill.ops.prepare import prepare
+from backfill.ops.sample_data import SampleSpec
+from backfill.ops.setup import setup_tables, stage_rows
 from tests.integration.helpers import COLUMNS, make_config, pyiceberg_catalog, snapshot_ids
 
 pytestmark = [pytest.mark.spark]
@@ -79,12 +80,12 @@ def no_ray(monkeypatch):
     """No case may start Ray (and so no Spark session)."""
     import ray
 
-    import backfill.driver
+    import actors.runtime
 
     def trap(*a, **k):
         raise AssertionError("Ray must not start for bad input")
 
-    monkeypatch.setattr(backfill.driver, "_ensure_ray", trap)
+    monkeypatch.setattr(actors.runtime, "ensure_ray", trap)
     monkeypatch.setattr(ray, "init", trap)
 
 
@@ -251,8 +252,8 @@ def test_C12_target_lacking_a_configured_column(env):
 @pytest.fixture(scope="module")
 def overlong(catalog_service):
     """A target whose arrays hold 40 elements (W = 36) and one staged entry."""
-    from backfill.schema import target_schema
-    from backfill.tables import create_staging, to_arrow
+    from backfill.iceberg.schema import target_schema
+    from backfill.iceberg.tables import create_staging, to_arrow
 
     cfg = make_config(catalog_service, "badcat_long")
     catalog = pyiceberg_catalog(cfg)
@@ -286,10 +287,11 @@ def test_C13_overlong_arrays_are_reported_before_a_run(overlong, capsys):
 
 def test_C13_overlong_arrays_are_reported_by_verify_and_never_lengthened(overlong):
     """Simulate the MERGE's result (length kept, value at k) as a tagged commit, then verify."""
-    from backfill.schema import target_schema
-    from backfill.tables import to_arrow
-    from backfill.verify import verify_backfill
     from pyiceberg.expressions import EqualTo
+
+    from backfill.iceberg.schema import target_schema
+    from backfill.iceberg.tables import to_arrow
+    from backfill.ops.verify import verify_backfill
 
     cfg, catalog = overlong
     target = catalog.load_table(identifier(cfg, "target"))
@@ -303,7 +305,7 @@ def test_C13_overlong_arrays_are_reported_by_verify_and_never_lengthened(overlon
     staging = catalog.load_table(identifier(cfg, "staging"))
     staging.overwrite(to_arrow([{"backfill_id": "bf-long", "acct": 1, "backfill_month": "2022-01",
                                  "balance": D("1.00"), "status": "applied"}],
-                               __import__("backfill.schema", fromlist=["x"]).staging_schema(cfg)))
+                               __import__("backfill.iceberg.schema", fromlist=["x"]).staging_schema(cfg)))
     report = verify_backfill(cfg, catalog, ["bf-long"])
     assert report.ok, report.lines()
     assert any("2 array(s) longer than the window 36 in the checked rows" in n for n in report.notes), report.notes
@@ -334,8 +336,8 @@ def test_C13_overlong_arrays_are_reported_by_verify_and_never_lengthened(overlon
 def test_bad_options(env, toml, capsys, monkeypatch, case, argv, code, needle):
     cfg, catalog = env
     opened = []
-    real = cli.catalog_from_config
-    monkeypatch.setattr(cli, "catalog_from_config", lambda c: opened.append(c) or real(c))
+    real = options.catalog_from_config
+    monkeypatch.setattr(options, "catalog_from_config", lambda c: opened.append(c) or real(c))
     before = snapshot_ids(catalog, cfg)
     got, err = _cli(capsys, argv[0], "--config", toml, *argv[1:])
     assert got == code, err

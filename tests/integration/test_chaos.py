@@ -36,15 +36,15 @@ from pathlib import Path
 
 import pytest
 
-from actors.checkpoint import COMMITTED, RUNNING, RayCheckpointStore, run_key
-from backfill.months import parse_month as month_number
-from backfill.sample_data import SampleSpec
-from backfill.setup import setup_tables
-from backfill.status import partition_states
-from backfill.tables import identifier
+from actors.checkpoint import RayCheckpointStore, run_key
+from backfill.core.months import parse_month as month_number
+from backfill.core.states import CheckpointState
+from backfill.iceberg.tables import identifier
+from backfill.ops.sample_data import SampleSpec
+from backfill.ops.setup import setup_tables
+from backfill.ops.status import partition_states
 from cluster.metastore import EmbeddedMetastore
-from tests.integration.helpers import (diff_tables, make_config, model_entries, pyiceberg_catalog,
-                                       read_rows, read_target)
+from tests.integration.helpers import diff_tables, make_config, model_entries, pyiceberg_catalog, read_rows, read_target
 from tests.integration.runner_env import commits_per_partition, driver_process, table_uuid, write_toml
 from tests.reference_model import apply_rule
 
@@ -94,8 +94,8 @@ def _run_actors(namespace: str) -> list[str]:
 def _progress(ckpt: RayCheckpointStore, key: str) -> tuple[int, int, int]:
     """(committed, running, total) partitions of ``key`` in the checkpoint."""
     recs = ckpt.load(key)
-    return (sum(r.state == COMMITTED for r in recs.values()),
-            sum(r.state == RUNNING for r in recs.values()), len(recs))
+    return (sum(r.state == CheckpointState.COMMITTED for r in recs.values()),
+            sum(r.state == CheckpointState.RUNNING for r in recs.values()), len(recs))
 
 
 def _strike(chaos: Chaos, kind: str, proc, ckpt, key, metastore, namespace, log: Path) -> bool:
@@ -216,7 +216,7 @@ def _check_round(chaos: Chaos, catalog, cfg, backfill_id: str, expected: dict, s
     last_status = {s.partition: s.state for s in partition_states(audit)}
     assert set(last_status.values()) <= {"committed", "already_committed", "noop"}, last_status
     died = [r for r in audit if r["status"] == "failed" and "Actor" in (r["error"] or "")]
-    busy_kills = [k for k in chaos.actor_kills if k[1] >= t_start and k[2] > cfg.run.max_parallel]
+    busy_kills = [k for k in chaos.actor_kills if k[1] >= t_start and k[2] > cfg.max_parallel]
     for name, _, _ in busy_kills:
         assert any(r["actor"] == name for r in died), f"killed busy actor {name} has no failed attempt"
     failed = sum(r["status"] == "failed" for r in audit)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.checkpoint import COMMITTED, PENDING, RUNNING, RayCheckpointStore, key_filename
+from actors.checkpoint import RayCheckpointStore, key_filename
+from backfill.core.states import CheckpointState
 
 pytestmark = [pytest.mark.ray]
 
@@ -104,23 +105,23 @@ def test_state_survives_sigkilled_driver(ray_instance, stores, tmp_path):
     assert (after["pid"], after["started_at"]) == (info["pid"], info["started_at"])
     state = s.load(KEY)
     assert s.committed(KEY) == {"2024-03": ("d3", 1111)}
-    assert (state["2024-02"].state, state["2024-02"].attempts) == (RUNNING, 1)
-    assert state["2024-01"].state == PENDING
+    assert (state["2024-02"].state, state["2024-02"].attempts) == (CheckpointState.RUNNING, 1)
+    assert state["2024-01"].state == CheckpointState.PENDING
     assert (directory / key_filename(KEY)).exists()  # and it was written through
 
     # the resuming run: committed work stays, the partition the dead driver ran is pending
     resumed = s.begin(KEY, "run-resume", [("2024-03", "d3"), ("2024-02", "d2"), ("2024-01", "d1")])
-    assert resumed["2024-03"].state == COMMITTED and resumed["2024-03"].run_id == "run-killed"
-    assert resumed["2024-02"].state == PENDING and resumed["2024-02"].run_id == "run-resume"
+    assert resumed["2024-03"].state == CheckpointState.COMMITTED and resumed["2024-03"].run_id == "run-killed"
+    assert resumed["2024-02"].state == CheckpointState.PENDING and resumed["2024-02"].run_id == "run-resume"
 
 
 def test_state_restored_from_files_after_actor_is_gone(ray_instance, stores, tmp_path):
     directory = tmp_path / "ckpt"
     s = stores(directory)
     s.begin(KEY, "run-1", [("2024-03", "d3"), ("2024-02", "d2")])
-    s.mark(KEY, "2024-03", RUNNING)
-    s.mark(KEY, "2024-03", COMMITTED, snapshot_id=2222)
-    s.mark(KEY, "2024-02", RUNNING)
+    s.mark(KEY, "2024-03", CheckpointState.RUNNING)
+    s.mark(KEY, "2024-03", CheckpointState.COMMITTED, snapshot_id=2222)
+    s.mark(KEY, "2024-02", CheckpointState.RUNNING)
     s.mark(KEY, "2024-02", "failed", error="TimeoutError: commit")
     old = s.info()
     s.kill()                                  # what a cluster teardown does to it
@@ -140,7 +141,7 @@ def test_restarted_actor_reloads_from_files(ray_instance, stores, tmp_path):
 
     s = stores(tmp_path / "ckpt")
     s.begin(KEY, "run-1", [("2024-03", "d3")])
-    s.mark(KEY, "2024-03", COMMITTED, snapshot_id=3333)
+    s.mark(KEY, "2024-03", CheckpointState.COMMITTED, snapshot_id=3333)
     old = s.info()
     ray.kill(s.actor, no_restart=False)       # max_restarts reruns the constructor
     # ray.kill is asynchronous: a call may still reach the old process, so wait for the
@@ -160,7 +161,7 @@ def test_restarted_actor_reloads_from_files(ray_instance, stores, tmp_path):
 def test_errors_cross_the_actor_boundary(ray_instance, stores, tmp_path):
     s = stores(tmp_path / "ckpt")
     with pytest.raises(KeyError):
-        s.mark(KEY, "2024-01", RUNNING)
+        s.mark(KEY, "2024-01", CheckpointState.RUNNING)
     s.begin(KEY, "r", [("2024-01", "d")])
     with pytest.raises(ValueError):
         s.mark(KEY, "2024-01", "bogus")

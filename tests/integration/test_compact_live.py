@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from backfill import cli
-from backfill.compact import compact, file_stats
-from backfill.driver import run_backfill
-from backfill.sample_data import SampleSpec
-from backfill.setup import setup_tables
-from backfill.tables import identifier
+from backfill import cli, run_backfill
+from backfill.iceberg.tables import identifier
+from backfill.ops.compact import compact, file_stats
+from backfill.ops.sample_data import SampleSpec
+from backfill.ops.setup import setup_tables
 from cluster.catalog import resolve_catalog
 from tests.integration.helpers import diff_tables, make_config, pyiceberg_catalog, read_rows, read_target
 from tests.integration.runner_env import expected_table, write_toml

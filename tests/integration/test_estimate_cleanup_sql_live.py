@@ -12,16 +12,16 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from backfill import cli
-from backfill.audit import AuditWriter
-from backfill.cleanup import cleanup_audits
-from backfill.driver import prepare
-from backfill.estimate import estimate
-from backfill.sample_data import SampleSpec
-from backfill.setup import setup_tables
-from backfill.sql_script import build_statements, run_script
-from backfill.tables import identifier, load
-from tests.integration.helpers import (diff_tables, make_config, model_entries, pyiceberg_catalog,
-                                       read_rows, read_target)
+from backfill.iceberg.audit import AuditWriter
+from backfill.iceberg.tables import identifier, load
+from backfill.ops.cleanup import cleanup_audits
+from backfill.ops.estimate import estimate
+from backfill.ops.prepare import prepare
+from backfill.ops.sample_data import SampleSpec
+from backfill.ops.setup import setup_tables
+from backfill.ops.sql_method import run_script
+from backfill.sql.script import build_statements
+from tests.integration.helpers import diff_tables, make_config, model_entries, pyiceberg_catalog, read_rows, read_target
 from tests.reference_model import apply_rule
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -49,7 +49,6 @@ def _audit_row(bid, partition, completed, started=None, status="committed", seco
 def _files_holding(table, cfg, partition, accounts):
     """Paths of the partition's data files that contain one of ``accounts`` (read the rows)."""
     import pyarrow.parquet as pq
-
     from pyiceberg.expressions import EqualTo
 
     found = set()

@@ -10,10 +10,10 @@ from decimal import Decimal
 
 import pytest
 
-from backfill.driver import run_backfill
+from backfill import run_backfill
 from backfill.errors import InputError, TableError
-from backfill.sample_data import SampleSpec
-from backfill.setup import setup_tables, stage_rows
+from backfill.ops.sample_data import SampleSpec
+from backfill.ops.setup import setup_tables, stage_rows
 from tests.integration.helpers import make_config, pyiceberg_catalog, snapshot_ids
 
 pytestmark = [pytest.mark.spark]

@@ -7,15 +7,23 @@ from __future__ import annotations
 import signal
 import threading
 import time
+
 import pytest
 
-from actors.checkpoint import RUNNING, RayCheckpointStore, run_key
-from backfill.commit_tags import tagged_partitions
-from backfill.driver import run_backfill
-from backfill.tables import identifier
+from actors.checkpoint import RayCheckpointStore, run_key
+from backfill import run_backfill
+from backfill.core.commit_tags import tagged_partitions
+from backfill.core.states import CheckpointState
+from backfill.iceberg.tables import identifier
 from tests.integration.helpers import diff_tables, make_config, pyiceberg_catalog, read_rows, read_target
-from tests.integration.runner_env import (commits_per_partition, driver_process, expected_table, table_uuid,
-                                          stage_wide_backfill, write_toml)
+from tests.integration.runner_env import (
+    commits_per_partition,
+    driver_process,
+    expected_table,
+    stage_wide_backfill,
+    table_uuid,
+    write_toml,
+)
 
 pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.slow]
 
@@ -86,7 +94,7 @@ def test_partition_actor_killed_mid_merge_is_retried(ray_instance, catalog_servi
         # kill the actor that runs it
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and not killed:
-            running = [p for p, c in ckpt.load(run_key(["bf-kill"], table_uuid(catalog, cfg))).items() if c.state == RUNNING]
+            running = [p for p, c in ckpt.load(run_key(["bf-kill"], table_uuid(catalog, cfg))).items() if c.state == CheckpointState.RUNNING]
             if running:
                 time.sleep(3)
                 for entry in ray.util.list_named_actors(all_namespaces=True):
@@ -208,7 +216,7 @@ def test_commit_whose_record_was_lost_is_not_redone(ray_instance, catalog_servic
     # lose every record of the run: checkpoint forgotten, staging rows pending again
     RayCheckpointStore(cfg.checkpoint_directory(), namespace=cfg.run.checkpoint_namespace).forget(
         run_key(["bf-lost"], table_uuid(catalog, cfg)))
-    from backfill.setup import stage_rows
+    from backfill.ops.setup import stage_rows
 
     stage_rows(catalog, cfg, [{k: v for k, v in r.items()
                                if k not in ("status", "processed_at", "error", "created_at")}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backfill import cli
+from backfill.cli import options
 
 
 @pytest.fixture
@@ -12,7 +12,7 @@ def traps(monkeypatch):
     """Fail the test if a command opens a catalog, resolves one, or starts Ray."""
     import ray
 
-    import backfill.driver
+    import actors.runtime
     import cluster.catalog
 
     calls: list[str] = []
@@ -23,9 +23,9 @@ def traps(monkeypatch):
             raise AssertionError(f"{name} must not run for rejected input or options")
         return fail
 
-    monkeypatch.setattr(cli, "catalog_from_config", trap("catalog_from_config"))
+    monkeypatch.setattr(options, "catalog_from_config", trap("catalog_from_config"))
     monkeypatch.setattr(cluster.catalog, "resolve_catalog", trap("resolve_catalog"))
     monkeypatch.setattr(cluster.catalog, "load_pyiceberg_catalog", trap("load_pyiceberg_catalog"))
-    monkeypatch.setattr(backfill.driver, "_ensure_ray", trap("_ensure_ray"))
+    monkeypatch.setattr(actors.runtime, "ensure_ray", trap("ensure_ray"))
     monkeypatch.setattr(ray, "init", trap("ray.init"))
     return calls

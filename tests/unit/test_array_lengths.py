@@ -1,6 +1,6 @@
 """Finding and describing history arrays already longer than the window (pure parts)."""
 
-from backfill.array_lengths import Overlong, overlong_in_rows, overlong_note
+from backfill.iceberg.array_lengths import Overlong, overlong_in_rows, overlong_note
 
 
 def test_only_arrays_longer_than_the_window_count():

@@ -48,8 +48,9 @@ from decimal import Decimal
 import pytest
 
 from backfill import cli
+from backfill.cli import options
 from backfill.config import CatalogConfig, Config, HistoryColumn, with_overrides
-from backfill.entries import validate_rows
+from backfill.core.entries import validate_rows
 from backfill.errors import CatalogUnsafeError, EnvironmentProblem, InputError
 
 D = Decimal
@@ -180,7 +181,7 @@ def test_U12_bad_config_files_fail_before_anything_runs(traps, capsys, tmp_path,
 ])
 def test_U7_parallel_partitions_are_refused_on_a_non_atomic_catalog(catalog):
     cfg = Config(catalog=catalog)
-    assert cfg.validated().run.max_parallel == 1  # serial is accepted
+    assert cfg.validated().max_parallel == 1  # serial is accepted
     with pytest.raises(CatalogUnsafeError) as info:
         with_overrides(cfg, run__max_parallel=3).validated()
     msg = str(info.value)
@@ -194,7 +195,7 @@ def test_U7_allow_unsafe_serial_runs_one_partition_at_a_time(caplog):
     for parallel in (1, 3, 16):
         clamped = with_overrides(cfg, run__max_parallel=parallel)
         with caplog.at_level(logging.WARNING, logger="backfill.config"):
-            assert clamped.validated().run.max_parallel == 1
+            assert clamped.validated().max_parallel == 1
     assert "running one partition at a time" in caplog.text
 
 
@@ -203,14 +204,14 @@ def test_U7_allow_unsafe_serial_from_toml_and_cli(tmp_path):
     f.write_text('[catalog]\ntype = "hadoop"\nallow_unsafe_serial = true\n')
     args = cli.build_parser().parse_args(["backfill", "--backfill-id", "b", "--config", str(f),
                                           "--max-parallel", "4"])
-    assert cli.config_from_args(args).run.max_parallel == 1
+    assert options.config_from_args(args).max_parallel == 1
 
 
 def test_U7_atomic_catalogs_keep_their_parallelism():
     for kind in ("hive", "rest", "glue", "jdbc", "embedded"):
         cfg = with_overrides(Config(catalog=CatalogConfig(type=kind, allow_unsafe_serial=True)),
                              run__max_parallel=4)
-        assert cfg.validated().run.max_parallel == 4
+        assert cfg.validated().max_parallel == 4
 
 
 # ---------------------------------------------------------------------- environment (U13-U14)
@@ -243,7 +244,7 @@ def _no_java(monkeypatch, tmp_path):
 
 
 def test_U14_missing_java_says_how_to_install_it(monkeypatch, tmp_path):
-    from cluster.metastore import find_java
+    from cluster.java import find_java
     from cluster.spark_session import start_spark
 
     _no_java(monkeypatch, tmp_path)
@@ -252,7 +253,7 @@ def test_U14_missing_java_says_how_to_install_it(monkeypatch, tmp_path):
     assert "Java was not found" in str(info.value)
     assert "apt-get install openjdk-17-jre-headless" in str(info.value)
     assert "JAVA_HOME" in str(info.value)
-    with pytest.raises(EnvironmentProblem, match="java.*not found on PATH.*Java 17"):
+    with pytest.raises(EnvironmentProblem, match="Java was not found.*Java 17"):
         start_spark("x", {}, Config().spark)
 
 
@@ -268,7 +269,7 @@ def test_U14_missing_java_through_the_cli(monkeypatch, tmp_path, capsys):
 
 
 def test_U14_a_java_home_without_java_is_named(monkeypatch, tmp_path):
-    from cluster.metastore import find_java
+    from cluster.java import find_java
 
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk"))
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
@@ -365,7 +366,7 @@ def test_U15_client_errors_quoting_a_secret_are_scrubbed(monkeypatch):
     ("http://h:8181", "http://h:8181"),
 ])
 def test_U15_redaction_of_urls(value, shown):
-    from backfill.config import redact_url
+    from backfill.core.secrets import redact_url
 
     assert redact_url(value) == shown
 
@@ -383,9 +384,9 @@ def test_U15_config_and_resolved_redaction_agree():
 
 def test_U15_secrets_never_reach_a_generated_sql_script_header():
     """The script header names the catalog but never its properties."""
-    from backfill.sql_script import header
-    from backfill.driver import PreparedRun
-    from backfill.plan import plan_run
+    from backfill.core.plan import plan_run
+    from backfill.prepared import PreparedRun
+    from backfill.sql.script import header
 
     cfg = Config(catalog=CatalogConfig(type="rest", properties={
         "uri": "https://u:pw-in-userinfo-1@h", "token": "token-6"}))
@@ -399,7 +400,7 @@ def test_U15_secrets_never_reach_a_generated_sql_script_header():
 
 
 def test_U16_verify_flags_an_overlong_array_that_grew_and_accepts_one_left_as_is():
-    from backfill.verify import check_row
+    from backfill.ops.verify import check_row
 
     window = 36
     before = {"balance_history": [D(i) for i in range(40)]}  # already longer than W
@@ -424,7 +425,7 @@ def test_U16_reference_rule_never_lengthens_an_overlong_array():
 
 
 def test_U16_merge_sql_length_never_exceeds_the_existing_or_the_window():
-    from backfill.merge_sql import updated_array_sql
+    from backfill.sql.merge import updated_array_sql
 
     expr = updated_array_sql(HistoryColumn("h", "v"))
     # new length = greatest(size(h), max staged offset + 1); offsets are < W by planning

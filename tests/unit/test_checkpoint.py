@@ -9,9 +9,16 @@ from pathlib import Path
 import pytest
 
 from actors import checkpoint as cp
-from actors.checkpoint import (COMMITTED, FAILED, PENDING, RUNNING, CheckpointStore,
-                               FileCheckpointStore, InMemoryCheckpointStore, PartitionCheckpoint,
-                               default_directory, key_filename, run_key)
+from actors.checkpoint import (
+    CheckpointStore,
+    FileCheckpointStore,
+    InMemoryCheckpointStore,
+    PartitionCheckpoint,
+    default_directory,
+    key_filename,
+    run_key,
+)
+from backfill.core.states import CheckpointState
 
 KEY = run_key(["bf-2", "bf-1", "bf-2"])
 
@@ -41,69 +48,69 @@ def test_begin_adds_pending(store):
     state = store.begin(KEY, "run-1", [("2024-03", "d3"), ("2024-02", "d2")])
     assert set(state) == {"2024-03", "2024-02"}
     rec = state["2024-03"]
-    assert (rec.state, rec.digest, rec.attempts, rec.run_id, rec.snapshot_id) == (PENDING, "d3", 0, "run-1", None)
+    assert (rec.state, rec.digest, rec.attempts, rec.run_id, rec.snapshot_id) == (CheckpointState.PENDING, "d3", 0, "run-1", None)
     assert store.load(KEY) == state
     assert store.load("other") == {} and store.committed("other") == {}
 
 
 def test_mark_lifecycle_and_committed(store):
     store.begin(KEY, "run-1", [("2024-03", "d3"), ("2024-02", "d2")])
-    r = store.mark(KEY, "2024-03", RUNNING)
-    assert (r.state, r.attempts) == (RUNNING, 1)
-    r = store.mark(KEY, "2024-03", FAILED, error="boom")
-    assert (r.state, r.error, r.attempts) == (FAILED, "boom", 1)
-    r = store.mark(KEY, "2024-03", RUNNING)
+    r = store.mark(KEY, "2024-03", CheckpointState.RUNNING)
+    assert (r.state, r.attempts) == (CheckpointState.RUNNING, 1)
+    r = store.mark(KEY, "2024-03", CheckpointState.FAILED, error="boom")
+    assert (r.state, r.error, r.attempts) == (CheckpointState.FAILED, "boom", 1)
+    r = store.mark(KEY, "2024-03", CheckpointState.RUNNING)
     assert (r.attempts, r.error) == (2, "boom")  # last error stays visible during the retry
-    r = store.mark(KEY, "2024-03", COMMITTED, snapshot_id=42)
-    assert (r.state, r.snapshot_id, r.error, r.attempts) == (COMMITTED, 42, None, 2)
+    r = store.mark(KEY, "2024-03", CheckpointState.COMMITTED, snapshot_id=42)
+    assert (r.state, r.snapshot_id, r.error, r.attempts) == (CheckpointState.COMMITTED, 42, None, 2)
     assert store.committed(KEY) == {"2024-03": ("d3", 42)}
-    store.mark(KEY, "2024-02", COMMITTED)  # a commit that changed nothing has no snapshot
+    store.mark(KEY, "2024-02", CheckpointState.COMMITTED)  # a commit that changed nothing has no snapshot
     assert store.committed(KEY) == {"2024-03": ("d3", 42), "2024-02": ("d2", None)}
     assert isinstance(store.load(KEY)["2024-03"], PartitionCheckpoint)
 
 
 def test_mark_run_id_and_bad_input(store):
     store.begin(KEY, "run-1", [("2024-03", "d3")])
-    assert store.mark(KEY, "2024-03", RUNNING, run_id="run-2").run_id == "run-2"
-    assert store.mark(KEY, "2024-03", FAILED).run_id == "run-2"
+    assert store.mark(KEY, "2024-03", CheckpointState.RUNNING, run_id="run-2").run_id == "run-2"
+    assert store.mark(KEY, "2024-03", CheckpointState.FAILED).run_id == "run-2"
     with pytest.raises(ValueError):
         store.mark(KEY, "2024-03", "done")
     with pytest.raises(KeyError):
-        store.mark(KEY, "2099-01", RUNNING)
+        store.mark(KEY, "2099-01", CheckpointState.RUNNING)
     with pytest.raises(KeyError):
-        store.mark("unknown", "2024-03", RUNNING)
+        store.mark("unknown", "2024-03", CheckpointState.RUNNING)
 
 
 def test_begin_same_digest_keeps_committed(store):
     store.begin(KEY, "run-1", [("2024-03", "d3"), ("2024-02", "d2"), ("2024-01", "d1")])
-    store.mark(KEY, "2024-03", RUNNING)
-    store.mark(KEY, "2024-03", COMMITTED, snapshot_id=7)
-    store.mark(KEY, "2024-02", RUNNING)          # driver killed while this ran
-    store.mark(KEY, "2024-01", RUNNING)
-    store.mark(KEY, "2024-01", FAILED, error="x")
+    store.mark(KEY, "2024-03", CheckpointState.RUNNING)
+    store.mark(KEY, "2024-03", CheckpointState.COMMITTED, snapshot_id=7)
+    store.mark(KEY, "2024-02", CheckpointState.RUNNING)          # driver killed while this ran
+    store.mark(KEY, "2024-01", CheckpointState.RUNNING)
+    store.mark(KEY, "2024-01", CheckpointState.FAILED, error="x")
     state = store.begin(KEY, "run-2", [("2024-03", "d3"), ("2024-02", "d2"), ("2024-01", "d1")])
     c3, c2, c1 = state["2024-03"], state["2024-02"], state["2024-01"]
-    assert (c3.state, c3.snapshot_id, c3.run_id, c3.attempts) == (COMMITTED, 7, "run-1", 1)
-    assert (c2.state, c2.attempts, c2.run_id) == (PENDING, 1, "run-2")  # stale running reset
-    assert (c1.state, c1.error, c1.run_id) == (FAILED, "x", "run-2")
+    assert (c3.state, c3.snapshot_id, c3.run_id, c3.attempts) == (CheckpointState.COMMITTED, 7, "run-1", 1)
+    assert (c2.state, c2.attempts, c2.run_id) == (CheckpointState.PENDING, 1, "run-2")  # stale running reset
+    assert (c1.state, c1.error, c1.run_id) == (CheckpointState.FAILED, "x", "run-2")
     assert store.committed(KEY) == {"2024-03": ("d3", 7)}
 
 
 def test_begin_digest_change_resets(store):
     store.begin(KEY, "run-1", [("2024-03", "d3")])
-    store.mark(KEY, "2024-03", RUNNING)
-    store.mark(KEY, "2024-03", COMMITTED, snapshot_id=7)
+    store.mark(KEY, "2024-03", CheckpointState.RUNNING)
+    store.mark(KEY, "2024-03", CheckpointState.COMMITTED, snapshot_id=7)
     state = store.begin(KEY, "run-2", [("2024-03", "d3-new")])
     r = state["2024-03"]
-    assert (r.state, r.digest, r.snapshot_id, r.attempts, r.run_id) == (PENDING, "d3-new", None, 0, "run-2")
+    assert (r.state, r.digest, r.snapshot_id, r.attempts, r.run_id) == (CheckpointState.PENDING, "d3-new", None, 0, "run-2")
     assert store.committed(KEY) == {}
 
 
 def test_begin_keeps_partitions_not_in_tasks_and_forget(store):
     store.begin(KEY, "run-1", [("2024-03", "d3"), ("2024-02", "d2")])
-    store.mark(KEY, "2024-02", COMMITTED, snapshot_id=1)
+    store.mark(KEY, "2024-02", CheckpointState.COMMITTED, snapshot_id=1)
     state = store.begin(KEY, "run-2", [("2024-03", "d3")])  # e.g. a narrower rerun
-    assert state["2024-02"].state == COMMITTED
+    assert state["2024-02"].state == CheckpointState.COMMITTED
     store.begin("bf-9", "run-3", [("2024-01", "d1")])
     store.forget(KEY)
     store.forget(KEY)  # idempotent
@@ -114,13 +121,13 @@ def test_begin_keeps_partitions_not_in_tasks_and_forget(store):
 def test_keys_are_separate(store):
     store.begin("a", "r", [("2024-01", "d")])
     store.begin("a,b", "r", [("2024-01", "d")])
-    store.mark("a", "2024-01", COMMITTED, snapshot_id=1)
+    store.mark("a", "2024-01", CheckpointState.COMMITTED, snapshot_id=1)
     assert store.committed("a,b") == {}
 
 
 def test_long_error_is_truncated(store):
     store.begin(KEY, "r", [("2024-01", "d")])
-    assert len(store.mark(KEY, "2024-01", FAILED, error="e" * 10_000).error) == 4000
+    assert len(store.mark(KEY, "2024-01", CheckpointState.FAILED, error="e" * 10_000).error) == 4000
 
 
 # --- file store specifics ---------------------------------------------------------------
@@ -129,7 +136,7 @@ def test_file_store_survives_a_new_instance(tmp_path):
     d = tmp_path / "ckpt"
     a = FileCheckpointStore(d)
     a.begin(KEY, "run-1", [("2024-03", "d3")])
-    a.mark(KEY, "2024-03", COMMITTED, snapshot_id=123456789012345678)
+    a.mark(KEY, "2024-03", CheckpointState.COMMITTED, snapshot_id=123456789012345678)
     b = FileCheckpointStore(d)
     assert b.load(KEY) == a.load(KEY)
     assert b.committed(KEY) == {"2024-03": ("d3", 123456789012345678)}
@@ -166,7 +173,7 @@ def test_keys_that_slug_alike_get_distinct_files(tmp_path):
 def test_leftover_temp_file_is_ignored(tmp_path):
     s = FileCheckpointStore(tmp_path)
     s.begin(KEY, "run-1", [("2024-03", "d3")])
-    s.mark(KEY, "2024-03", COMMITTED, snapshot_id=5)
+    s.mark(KEY, "2024-03", CheckpointState.COMMITTED, snapshot_id=5)
     path = s.path_of(KEY)
     # what a crash between mkstemp and os.replace leaves behind: a torn temp file
     (tmp_path / f".{path.name}.abc123.tmp").write_text('{"key": "bf-1,bf-2", "partitions": {"20')
@@ -186,11 +193,11 @@ def test_failed_write_keeps_old_file_and_removes_temp(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cp.os, "replace", crash)
     with pytest.raises(OSError):
-        s.mark(KEY, "2024-03", COMMITTED, snapshot_id=9)
+        s.mark(KEY, "2024-03", CheckpointState.COMMITTED, snapshot_id=9)
     monkeypatch.undo()
     assert s.path_of(KEY).read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [s.path_of(KEY).name]
-    assert s.load(KEY)["2024-03"].state == PENDING
+    assert s.load(KEY)["2024-03"].state == CheckpointState.PENDING
 
 
 def test_write_is_fsynced_before_rename(tmp_path, monkeypatch):

@@ -2,8 +2,16 @@
 
 import pytest
 
-from backfill.commit_tags import (KEY_DIGEST, KEY_IDS, KEY_PARTITION, KEY_RUN, commit_properties,
-                                  tagged_ids, tagged_partitions, tagged_work)
+from backfill.core.commit_tags import (
+    KEY_DIGEST,
+    KEY_IDS,
+    KEY_PARTITION,
+    KEY_RUN,
+    commit_properties,
+    tagged_ids,
+    tagged_partitions,
+    tagged_work,
+)
 from backfill.errors import InputError
 
 D1, D2 = "0" * 31 + "1", "f" * 32

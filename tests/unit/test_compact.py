@@ -6,10 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from backfill.compact import (CompactionResult, FileStats, PartitionCompaction, backfilled_partitions,
-                              rewrite_sql)
 from backfill.config import Config, TableConfig
 from backfill.errors import ConfigError, InputError
+from backfill.ops.compact import CompactionResult, FileStats, PartitionCompaction, backfilled_partitions, rewrite_sql
 
 
 def test_rewrite_call_names_one_partition_with_quoted_parts():

@@ -1,7 +1,6 @@
 import pytest
 
-from backfill.config import (DEFAULT_HISTORY_COLUMNS, CatalogConfig, Config, HistoryColumn, load_config,
-                             with_overrides)
+from backfill.config import DEFAULT_HISTORY_COLUMNS, CatalogConfig, Config, HistoryColumn, load_config, with_overrides
 from backfill.errors import CatalogUnsafeError, ConfigError
 
 
@@ -28,7 +27,7 @@ max_parallel = 4
 """)
     cfg = load_config(f, run__max_parallel=None, tables__window=24).validated()
     assert cfg.tables.window == 24
-    assert cfg.run.max_parallel == 4
+    assert cfg.max_parallel == 4
     assert [h.value_column for h in cfg.tables.history_columns] == ["bal", "pay"]
     assert cfg.catalog.redacted_properties()["token"] == "***"
     assert cfg.table_parts("target") == ("demo", "bank", "hist")
@@ -72,9 +71,9 @@ def test_hadoop_catalog_refuses_parallel_runs():
 
 
 def test_unset_max_parallel_is_two_merges_in_one_session_but_serial_on_a_non_atomic_catalog(tmp_path):
-    run = Config().validated().run
-    assert (run.max_parallel, run.partitions_per_actor, run.partitions_per_merge) == (2, 2, 12)
-    assert Config(catalog=CatalogConfig(type="hadoop")).validated().run.max_parallel == 1
+    cfg = Config().validated()
+    assert (cfg.max_parallel, cfg.run.partitions_per_actor, cfg.run.partitions_per_merge) == (2, 2, 12)
+    assert Config(catalog=CatalogConfig(type="hadoop")).validated().max_parallel == 1
     f = tmp_path / "c.toml"
     f.write_text("[run]\nmax_parallel = 5\npartitions_per_merge = 1\n")
     run = load_config(f).validated().run
@@ -93,11 +92,12 @@ def test_missing_config_file():
 
 def test_batching_and_session_options_reach_the_config_from_the_command_line():
     from backfill import cli
+    from backfill.cli import options
 
     args = cli.build_parser().parse_args(["backfill", "--backfill-id", "b", "--partitions-per-merge", "3",
                                           "--partitions-per-actor", "1", "--max-parallel", "4"])
-    run = cli.config_from_args(args).run
+    run = options.config_from_args(args).run
     assert (run.partitions_per_merge, run.partitions_per_actor, run.max_parallel) == (3, 1, 4)
     args = cli.build_parser().parse_args(["backfill", "--backfill-id", "b", "--partitions-per-merge", "0"])
     with pytest.raises(ConfigError, match="partitions_per_merge"):
-        cli.config_from_args(args)
+        options.config_from_args(args)

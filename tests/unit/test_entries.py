@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from backfill.entries import digest, validate_rows
+from backfill.core.entries import digest, validate_rows
 from backfill.errors import InputError
 
 COLS = ["balance", "payment"]

@@ -10,15 +10,24 @@ from decimal import Decimal
 import pytest
 
 from backfill import cli
-from backfill.cleanup import cutoff, is_expired
+from backfill.cli import options
 from backfill.config import Config, HistoryColumn, TableConfig
-from backfill.driver import PreparedRun
-from backfill.entries import Entry
+from backfill.core.entries import Entry
+from backfill.core.plan import plan_run
 from backfill.errors import ConfigError, InputError
-from backfill.estimate import (DEFAULT_SECONDS_PER_PARTITION, FileBounds, audit_samples,
-                               count_candidates, fit_model, iceberg_bucket, makespan, may_hold_any)
-from backfill.plan import plan_run
-from backfill.sql_script import build_statements, render_script
+from backfill.ops.cleanup import cutoff, is_expired
+from backfill.ops.estimate import (
+    DEFAULT_SECONDS_PER_PARTITION,
+    FileBounds,
+    audit_samples,
+    count_candidates,
+    fit_model,
+    iceberg_bucket,
+    makespan,
+    may_hold_any,
+)
+from backfill.prepared import PreparedRun
+from backfill.sql.script import build_statements, render_script
 
 D = Decimal
 UTC = timezone.utc
@@ -142,7 +151,7 @@ def test_cutoff_rejects_bad_retention(days):
 
 
 def test_cleanup_command_rejects_negative_days_before_touching_a_catalog(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "catalog_from_config", lambda cfg: pytest.fail("catalog used"))
+    monkeypatch.setattr(options, "catalog_from_config", lambda cfg: pytest.fail("catalog used"))
     assert cli.main(["cleanup-audits", "--days-to-keep", "-1"]) == ConfigError.exit_code
     assert "--days-to-keep" in capsys.readouterr().err
 
@@ -288,7 +297,7 @@ def test_subcommands_register_and_parse(monkeypatch):
 
 
 def test_estimate_rejects_bad_month_before_touching_a_catalog(monkeypatch):
-    monkeypatch.setattr(cli, "catalog_from_config", lambda cfg: pytest.fail("catalog used"))
+    monkeypatch.setattr(options, "catalog_from_config", lambda cfg: pytest.fail("catalog used"))
     assert cli.main(["estimate", "--backfill-month", "2023-13"]) == InputError.exit_code
 
 

@@ -2,9 +2,15 @@ from decimal import Decimal
 
 import pytest
 
+from backfill.core.identifiers import (
+    check_backfill_id,
+    decimal_literal,
+    month_literal,
+    quote_identifier,
+    split_table_name,
+    string_literal,
+)
 from backfill.errors import ConfigError, InputError
-from backfill.identifiers import (check_backfill_id, decimal_literal, month_literal, quote_identifier,
-                                  split_table_name, string_literal)
 
 HOSTILE = ["a'b", "a;DROP TABLE x", "a--", "a/*", "`a`", "a b", "a.b", "", "1abc", "a\nb", "é"]
 

@@ -2,7 +2,7 @@
 
 Every value that can end up in Spark SQL text — table names, catalog name, account/month/
 history column names (TOML), backfill ids, months, ``--resume-from``, snapshot ids, the
-rejection reason — goes through :mod:`backfill.identifiers` (validate, then quote) or is a
+rejection reason — goes through :mod:`backfill.core.identifiers` (validate, then quote) or is a
 bound pyiceberg literal. These tests feed hostile strings (quotes, ';', ``--`` and ``/*``
 comments, backticks, newlines, a trailing newline that ``re.match(...$)`` used to accept,
 NUL, unicode look-alikes such as fullwidth digits, Cyrillic letters, a modifier-letter
@@ -26,14 +26,21 @@ from decimal import Decimal
 
 import pytest
 
-from backfill import cli, merge_sql
+from backfill import cli
 from backfill.config import CatalogConfig, Config, HistoryColumn, TableConfig, config_from_mapping
-from backfill.entries import Entry, validate_rows
+from backfill.core.entries import Entry, validate_rows
+from backfill.core.identifiers import (
+    check_backfill_id,
+    check_identifier,
+    month_literal,
+    quote_identifier,
+    split_table_name,
+    string_literal,
+)
+from backfill.core.months import is_month
+from backfill.core.plan import plan_run
 from backfill.errors import BackfillError, ConfigError, InputError
-from backfill.identifiers import (check_backfill_id, check_identifier, month_literal,
-                                  quote_identifier, split_table_name, string_literal)
-from backfill.months import is_month
-from backfill.plan import plan_run
+from backfill.sql import merge as merge_sql
 
 #: Hostile identifier / id / month fragments.
 HOSTILE = [
@@ -288,14 +295,14 @@ def _hostile_cfg(**tables) -> Config:
     {"history_columns": (HistoryColumn("h", "v;x"),)},
 ])
 def test_prepare_rejects_hostile_config_before_touching_the_catalog(tables):
-    from backfill.driver import prepare
+    from backfill.ops.prepare import prepare
 
     with pytest.raises(ConfigError):
         prepare(_hostile_cfg(**tables), _Untouchable(), ["bf-1"])
 
 
 def test_prepare_rejects_a_hostile_catalog_name_before_touching_the_catalog():
-    from backfill.driver import prepare
+    from backfill.ops.prepare import prepare
 
     cfg = Config(catalog=CatalogConfig(name="demo`; DROP"))
     with pytest.raises(ConfigError, match="catalog name"):
@@ -304,8 +311,8 @@ def test_prepare_rejects_a_hostile_catalog_name_before_touching_the_catalog():
 
 @pytest.mark.parametrize("bad", HOSTILE_IDS)
 def test_prepare_and_verify_reject_hostile_ids_before_touching_the_catalog(bad):
-    from backfill.driver import prepare
-    from backfill.verify import verify_backfill
+    from backfill.ops.prepare import prepare
+    from backfill.ops.verify import verify_backfill
 
     with pytest.raises(InputError, match="backfill id"):
         prepare(Config(), _Untouchable(), ["bf-ok", bad])
@@ -315,7 +322,7 @@ def test_prepare_and_verify_reject_hostile_ids_before_touching_the_catalog(bad):
 
 @pytest.mark.parametrize("bad", HOSTILE_MONTHS)
 def test_prepare_rejects_a_hostile_backfill_month_before_touching_the_catalog(bad):
-    from backfill.driver import prepare
+    from backfill.ops.prepare import prepare
 
     with pytest.raises(InputError, match="--backfill-month"):
         prepare(Config(), _Untouchable(), ["bf-1"], backfill_month=bad)
@@ -329,7 +336,7 @@ def test_plan_rejects_a_hostile_resume_from(bad):
 
 
 def test_cleanup_rejects_a_non_integer_retention_before_touching_the_catalog():
-    from backfill.cleanup import cleanup_audits
+    from backfill.ops.cleanup import cleanup_audits
 
     for bad in ("1; DROP", -1, 1.5, True):
         with pytest.raises(ConfigError, match="days-to-keep"):
@@ -340,7 +347,8 @@ def test_status_run_id_is_a_bound_value_not_sql(monkeypatch):
     """--run-id only ever reaches a pyiceberg filter literal: plain data, never SQL text."""
     from pyiceberg.expressions import And, EqualTo
 
-    from backfill import status, tables
+    from backfill.iceberg import tables
+    from backfill.ops import status
 
     seen = {}
 

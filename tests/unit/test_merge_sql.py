@@ -4,7 +4,7 @@ import pytest
 
 from backfill.config import Config, HistoryColumn, TableConfig
 from backfill.errors import ConfigError, InputError
-from backfill.merge_sql import mark_staging_sql, merge_sql, staging_source_sql
+from backfill.sql.merge import mark_staging_sql, merge_sql, staging_source_sql
 
 CFG = Config(tables=TableConfig(history_columns=(HistoryColumn("bal_h", "bal"), HistoryColumn("pay_h", "pay")),
                                 window=36))
@@ -52,14 +52,14 @@ def test_mark_staging_is_pinned_and_reason_is_sanitised():
 def _entry(acct, month, *values):
     from decimal import Decimal
 
-    from backfill.entries import Entry
+    from backfill.core.entries import Entry
 
     return Entry(month=month, acct=acct, backfill_id="bf-1",
                  values=tuple(None if v is None else Decimal(v) for v in values))
 
 
 def test_entries_source_inlines_typed_literals_with_the_staging_shape():
-    from backfill.merge_sql import entries_source_sql
+    from backfill.sql.merge import entries_source_sql
 
     sql = entries_source_sql(CFG, "2024-05", [_entry(7, "2024-05", "1.50", None), _entry(7, "2021-06", None, "-2")])
     assert "(7, '2024-05', CAST('1.50' AS DECIMAL(18,2)), CAST(NULL AS DECIMAL(18,2)))" in sql
@@ -71,7 +71,7 @@ def test_entries_source_inlines_typed_literals_with_the_staging_shape():
 
 
 def test_entries_source_rejects_entries_outside_the_window_and_bad_values():
-    from backfill.merge_sql import entries_source_sql
+    from backfill.sql.merge import entries_source_sql
 
     with pytest.raises(ValueError):
         entries_source_sql(CFG, "2024-05", [_entry(7, "2024-06", "1", "1")])   # k = -1
@@ -82,7 +82,7 @@ def test_entries_source_rejects_entries_outside_the_window_and_bad_values():
 
 
 def test_account_predicate_only_for_short_literal_lists():
-    from backfill.merge_sql import ACCT_IN_MAX, account_predicate
+    from backfill.sql.merge import ACCT_IN_MAX, account_predicate
 
     sql = merge_sql(CFG, "2024-05", "SELECT 1", accounts=[3, 1, 3])
     assert "AND t.`acct` = s.`acct` AND t.`acct` IN (1, 3)" in sql
@@ -93,7 +93,7 @@ def test_account_predicate_only_for_short_literal_lists():
 
 
 def test_batch_source_pairs_each_entry_with_every_partition_whose_window_holds_it():
-    from backfill.merge_sql import entries_source_sql
+    from backfill.sql.merge import entries_source_sql
 
     small = Config(tables=TableConfig(history_columns=(HistoryColumn("bal_h", "bal"),), window=3))
     sql = entries_source_sql(small, ["2024-03", "2024-01", "2024-02"], [_entry(7, "2024-01", "1")])
@@ -117,7 +117,7 @@ def test_batch_merge_pins_every_partition_and_matches_rows_of_their_own_partitio
 
 
 def test_matched_rows_are_counted_per_partition():
-    from backfill.merge_sql import matched_rows_sql
+    from backfill.sql.merge import matched_rows_sql
 
     sql = matched_rows_sql(CFG, ["2024-05", "2024-06"], "SELECT 1", accounts=[1])
     assert "LEFT SEMI JOIN" in sql and "GROUP BY t.`month_partition`" in sql
@@ -125,7 +125,7 @@ def test_matched_rows_are_counted_per_partition():
 
 
 def test_commit_stats_read_one_snapshot_and_refuse_odd_names():
-    from backfill.merge_sql import commit_stats_sql
+    from backfill.sql.merge import commit_stats_sql
 
     sql = commit_stats_sql(CFG, 123, "month_partition")
     assert "VERSION AS OF 123" in sql and "WHERE snapshot_id = 123 AND status IN (1, 2)" in sql

@@ -1,7 +1,7 @@
 import pytest
 
+from backfill.core.months import add_months, format_month, is_month, month_offset, month_range, parse_month
 from backfill.errors import InputError
-from backfill.months import add_months, format_month, is_month, month_offset, month_range, parse_month
 
 
 @pytest.mark.parametrize("bad", ["2023-13", "2023-1", "23-12", "", None, "2023-00", "2023/12",

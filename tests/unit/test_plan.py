@@ -2,10 +2,10 @@ from decimal import Decimal
 
 import pytest
 
-from backfill.entries import Entry
+from backfill.core.entries import Entry
+from backfill.core.months import month_range
+from backfill.core.plan import plan_run
 from backfill.errors import ConfigError
-from backfill.months import month_range
-from backfill.plan import plan_run
 
 
 def e(acct, month):
@@ -57,7 +57,7 @@ def test_digest_changes_with_the_entries_of_the_partition():
 
 
 def _tasks(n, entries_each=1):
-    from backfill.plan import PartitionTask
+    from backfill.core.plan import PartitionTask
 
     months = month_range("2021-01", "2030-12")[:n]
     return [PartitionTask(m, tuple(e(a, m) for a in range(entries_each)), f"{i:032x}")
@@ -75,7 +75,7 @@ def _tasks(n, entries_each=1):
     (1, 12, 1, [1]),
 ])
 def test_merge_batches_are_balanced_and_keep_plan_order(n, per, parallel, sizes):
-    from backfill.plan import merge_batches
+    from backfill.core.plan import merge_batches
 
     tasks = _tasks(n)
     batches = merge_batches(tasks, per, parallel)
@@ -85,7 +85,7 @@ def test_merge_batches_are_balanced_and_keep_plan_order(n, per, parallel, sizes)
 
 
 def test_merge_batches_cap_the_source_rows_and_refuse_bad_sizes():
-    from backfill.plan import merge_batches
+    from backfill.core.plan import merge_batches
 
     tasks = _tasks(6, entries_each=4)
     # 4 entries each, cap 10: at most two tasks share a MERGE; a bigger task is alone
@@ -97,7 +97,7 @@ def test_merge_batches_cap_the_source_rows_and_refuse_bad_sizes():
 
 
 def test_merge_batch_union_of_entries_and_without():
-    from backfill.plan import MergeBatch, PartitionTask
+    from backfill.core.plan import MergeBatch, PartitionTask
 
     a = PartitionTask("2024-01", (e(1, "2024-01"),), "a" * 32)
     b = PartitionTask("2024-02", (e(1, "2024-01"), e(2, "2024-02")), "b" * 32)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from actors.pool import PartitionPool
-from backfill.retry import RetryPolicy
+from backfill.core.retry import RetryPolicy
 
 
 def _pool(max_parallel, slots):
@@ -57,7 +57,7 @@ def test_a_dropped_actor_frees_its_slots_and_is_replaced():
 def _outcome(partition, status, attempt, transient=False):
     from datetime import datetime, timezone
 
-    from backfill.results import PartitionOutcome
+    from backfill.core.results import PartitionOutcome
 
     now = datetime.now(timezone.utc)
     return PartitionOutcome(partition=partition, status=status, attempt=attempt, entries=1,
@@ -66,7 +66,7 @@ def _outcome(partition, status, attempt, transient=False):
 
 
 def _batch(*parts):
-    from backfill.plan import MergeBatch, PartitionTask
+    from backfill.core.plan import MergeBatch, PartitionTask
 
     return MergeBatch(tuple(PartitionTask(p, (), f"{i:032x}") for i, p in enumerate(parts)))
 

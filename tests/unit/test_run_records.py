@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timezone
 
-from actors.checkpoint import InMemoryCheckpointStore, RUNNING, COMMITTED, FAILED
-from backfill.driver import PreparedRun, interrupted_attempts
-from backfill.config import Config, CatalogConfig
-from backfill.entries import validate_rows
-from backfill.plan import plan_run
-from backfill.results import PartitionOutcome
+from actors.checkpoint import InMemoryCheckpointStore
+from backfill.config import CatalogConfig, Config
+from backfill.core.entries import validate_rows
+from backfill.core.plan import plan_run
+from backfill.core.results import PartitionOutcome
+from backfill.core.states import CheckpointState
+from backfill.ops.run import interrupted_attempts
+from backfill.prepared import PreparedRun
 
 T0 = datetime(2026, 11, 30, tzinfo=timezone.utc)
 
@@ -26,12 +28,12 @@ def test_attempts_left_running_by_a_dead_driver_are_reported_once_each():
     store = InMemoryCheckpointStore()
     first = _prepared("run-A", {})
     store.begin("bf-1", "run-A", [(t.partition, t.digest) for t in first.plan.tasks])
-    store.mark("bf-1", "2024-03", RUNNING, run_id="run-A", run_attempt=1)
-    store.mark("bf-1", "2024-03", COMMITTED, snapshot_id=11, run_id="run-A")
-    store.mark("bf-1", "2024-02", RUNNING, run_id="run-A", run_attempt=1)
-    store.mark("bf-1", "2024-02", FAILED, error="x", run_id="run-A")
-    store.mark("bf-1", "2024-02", RUNNING, run_id="run-A", run_attempt=2)   # in flight at the kill
-    store.mark("bf-1", "2024-01", RUNNING, run_id="run-A", run_attempt=1)   # in flight, and it landed
+    store.mark("bf-1", "2024-03", CheckpointState.RUNNING, run_id="run-A", run_attempt=1)
+    store.mark("bf-1", "2024-03", CheckpointState.COMMITTED, snapshot_id=11, run_id="run-A")
+    store.mark("bf-1", "2024-02", CheckpointState.RUNNING, run_id="run-A", run_attempt=1)
+    store.mark("bf-1", "2024-02", CheckpointState.FAILED, error="x", run_id="run-A")
+    store.mark("bf-1", "2024-02", CheckpointState.RUNNING, run_id="run-A", run_attempt=2)   # in flight at the kill
+    store.mark("bf-1", "2024-01", CheckpointState.RUNNING, run_id="run-A", run_attempt=1)   # in flight, and it landed
 
     resume = _prepared("run-B", {"2024-01": 77})
     lost = interrupted_attempts(store.load("bf-1"), resume)
@@ -58,7 +60,7 @@ def test_own_running_attempts_are_not_interrupted():
     store = InMemoryCheckpointStore()
     prepared = _prepared("run-A", {})
     store.begin("bf-1", "run-A", [(t.partition, t.digest) for t in prepared.plan.tasks])
-    store.mark("bf-1", "2024-03", RUNNING, run_id="run-A", run_attempt=1)
+    store.mark("bf-1", "2024-03", CheckpointState.RUNNING, run_id="run-A", run_attempt=1)
     assert interrupted_attempts(store.load("bf-1"), prepared) == []
 
 
@@ -80,7 +82,7 @@ def test_outcome_error_text_loses_catalog_secrets():
 
 
 def test_a_stopped_run_is_not_a_success_and_says_what_is_left():
-    from backfill.results import RunResult
+    from backfill.core.results import RunResult
 
     done = PartitionOutcome(partition="2024-03", status="committed", attempt=1, entries=1, started_at=T0,
                             completed_at=T0, rows_updated=2, snapshot_id=5)
@@ -90,21 +92,23 @@ def test_a_stopped_run_is_not_a_success_and_says_what_is_left():
     assert RunResult("run-A", ("bf-1",), 1, (done,), 1, 0, (), 1.0).succeeded
 
 
-class _Pool:
+class _Executor:
+    """Records the staging marks a run asks its executor for."""
+
     def __init__(self):
         self.calls = []
 
-    def call(self, method, *args):
-        self.calls.append((method, args[3], tuple(args[1])))
+    def mark_staging(self, months, status, reason=None):
+        self.calls.append(("mark_staging", str(status), tuple(months)))
 
 
 def test_staging_is_marked_applied_only_after_every_partition_committed():
-    from backfill.driver import _mark_staging
+    from backfill.ops.run import mark_staging
 
     prepared = _prepared("run-A", {})
     everything = {t.partition for t in prepared.plan.tasks}
-    pool = _Pool()
-    assert _mark_staging(prepared, everything - {"2024-02"}, pool) == (0, 0)
+    pool = _Executor()
+    assert mark_staging(prepared, everything - {"2024-02"}, pool) == (0, 0)
     assert pool.calls == []          # a partial run leaves every entry pending for the rerun
-    assert _mark_staging(prepared, everything, pool) == (1, 0)
+    assert mark_staging(prepared, everything, pool) == (1, 0)
     assert pool.calls == [("mark_staging", "applied", ("2024-01",))]

@@ -11,8 +11,7 @@ import time
 
 import pytest
 
-from backfill.stop_signal import StopSignal
-
+from backfill.ops.stop_signal import StopSignal
 
 
 @pytest.fixture

@@ -1,0 +1,111 @@
+"""The Ray half of a run: the checkpoint store, the partition actors and the pool over them.
+
+:mod:`backfill.ops.run` decides what a run does and records it (audit rows, progress,
+the result); this module makes it happen on Ray. Kept apart so the operations layer
+never touches actor options or Ray handles, and so this layer never formats a line
+for a person.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from actors.checkpoint import PartitionCheckpoint, RayCheckpointStore, run_key
+from actors.partition_actor import PartitionWorker
+from actors.pool import PartitionPool
+from backfill.core.plan import MergeBatch
+from backfill.core.results import PartitionOutcome
+from backfill.core.states import CheckpointState, StagingStatus
+from backfill.prepared import PreparedRun
+
+log = logging.getLogger(__name__)
+
+
+class RunExecutor:
+    """Checkpoints and partition actors of one prepared run, on a connected Ray.
+
+    Args:
+        prepared: the run.
+        spark_conf: the catalog's Spark settings, shipped to every actor as plain data.
+        table_uuid: the target's table UUID (part of the checkpoint key, so a table
+            dropped and recreated under the same name never inherits checkpoints).
+    """
+
+    def __init__(self, prepared: PreparedRun, spark_conf: dict[str, str], table_uuid: object) -> None:
+        cfg = prepared.cfg
+        self.prepared = prepared
+        self._spark_conf = spark_conf
+        self.store = RayCheckpointStore(cfg.checkpoint_directory(), namespace=cfg.run.checkpoint_namespace,
+                                        policy=cfg.run.retry_policy)
+        self.key = run_key(prepared.backfill_ids, table_uuid)
+        self._pool: PartitionPool | None = None
+
+    def records(self) -> dict[str, PartitionCheckpoint]:
+        """The checkpoint records of this run's key, as an earlier driver left them."""
+        return self.store.load(self.key)
+
+    def begin(self, snapshots_in_history: set[int]) -> dict[str, int]:
+        """Start the run in the checkpoint store; returns work the checkpoint alone knows.
+
+        The snapshot summaries are the truth about what is committed; the checkpoint only
+        speaks for commits whose snapshot has since been expired from the table's history.
+        """
+        plan = self.prepared.plan
+        self.store.begin(self.key, self.prepared.run_id, [(t.partition, t.digest) for t in plan.tasks])
+        digests = {t.partition: t.digest for t in plan.tasks}
+        return {partition: snap for partition, (dig, snap) in self.store.committed(self.key).items()
+                if digests.get(partition) == dig and snap is not None and snap not in snapshots_in_history}
+
+    def checkpoint(self, outcome: PartitionOutcome) -> None:
+        """Make an attempt's outcome durable in the checkpoint store."""
+        run_id = self.prepared.run_id
+        if outcome.ok:
+            self.store.mark(self.key, outcome.partition, CheckpointState.COMMITTED,
+                            snapshot_id=outcome.snapshot_id, run_id=run_id)
+        else:
+            self.store.mark(self.key, outcome.partition, CheckpointState.FAILED, error=outcome.error,
+                            run_id=run_id)
+
+    def run(self, batches: Sequence[MergeBatch], on_outcome: Callable[[PartitionOutcome], None],
+            should_stop: Callable[[], bool]) -> list[PartitionOutcome]:
+        """Apply ``batches`` under the concurrency cap; ``on_outcome`` sees every attempt."""
+        cfg = self.prepared.cfg
+        self._pool = PartitionPool(self._make_actor, self._submit, cfg.max_parallel, cfg.run.retry_policy,
+                                   on_outcome, should_stop, slots_per_actor=cfg.run.partitions_per_actor)
+        return self._pool.run(list(batches))
+
+    def mark_staging(self, months: Sequence[str], status: StagingStatus, reason: str | None = None) -> None:
+        """Move the run's pending staging rows of ``months`` to ``status`` (on an actor's session)."""
+        if self._pool is None:
+            raise RuntimeError("mark_staging() needs the actors of run()")
+        self._pool.call("mark_staging", list(self.prepared.backfill_ids), list(months),
+                        self.prepared.staging_snapshot_id, status.value, reason)
+
+    def shutdown(self) -> None:
+        """End every partition actor (the checkpoint actor stays: it outlives runs)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def _make_actor(self, n: int) -> tuple[Any, str]:
+        import ray
+
+        cfg = self.prepared.cfg
+        # named, so operators (and fault tests) can find a run's actors with `ray list actors`
+        name = f"backfill-{self.prepared.run_id}-a{n}"
+        # SPREAD: each actor holds a whole Spark session; spreading them over nodes spreads
+        # the executors they start too. A dead actor is replaced by the pool, never restarted.
+        handle = ray.remote(PartitionWorker).options(
+            name=name, namespace=cfg.run.checkpoint_namespace, num_cpus=cfg.run.actor_cpus,
+            max_restarts=0, max_concurrency=cfg.run.partitions_per_actor, scheduling_strategy="SPREAD",
+        ).remote(cfg, self._spark_conf, name)
+        return handle, name
+
+    def _submit(self, actor: Any, batch: MergeBatch, attempt: int) -> Any:
+        # durable before it starts, with the attempt number a later run may have to report
+        for task in batch.tasks:
+            self.store.mark(self.key, task.partition, CheckpointState.RUNNING, run_id=self.prepared.run_id,
+                            run_attempt=attempt)
+        return actor.apply.remote(batch, list(self.prepared.backfill_ids), self.prepared.run_id,
+                                  self.prepared.staging_snapshot_id, attempt)

@@ -1,0 +1,187 @@
+"""Commands that change tables: ``setup``, ``backfill``, ``verify`` and the ``demo`` that chains them."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+import backfill.cli.options as options
+from backfill.config import Config
+from backfill.errors import ConfigError, ExitCode, RunFailed, RunStopped, VerificationFailed
+from backfill.ops.prepare import prepare
+from backfill.ops.run import execute
+from backfill.ops.sample_data import SampleSpec
+from backfill.ops.setup import setup_tables
+from backfill.ops.sql_method import run_script
+from backfill.ops.stop_signal import StopSignal
+from backfill.ops.verify import verify_backfill
+from backfill.prepared import PreparedRun
+from cluster.metastore import EmbeddedMetastore
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    cfg = options.config_from_args(args)
+    _, catalog = options.catalog_from_config(cfg)
+    sample = None
+    if args.sample_data:
+        sample = SampleSpec(accounts=args.accounts, months=args.months, first_month=args.first_month,
+                            staged_accounts=args.staged_accounts, backfill_id=args.backfill_id,
+                            seed=args.seed)
+    for line in setup_tables(catalog, cfg, sample).lines():
+        print(line)
+    return ExitCode.OK
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    cfg = options.config_from_args(args)
+    # a Ray run is armed before planning, so a stop at any point of it exits 7; a dry run
+    # or a SQL-script run keeps the default handlers (a stop ends it at once)
+    on_ray = args.method != "sql" and not args.dry_run
+    with StopSignal() if on_ray else contextlib.nullcontext() as stop:
+        return _run_backfill(args, cfg, stop)
+
+
+def _run_backfill(args: argparse.Namespace, cfg: Config, stop: StopSignal | None) -> int:
+    resolved, catalog = options.catalog_from_config(cfg)
+    prepared = prepare(cfg, catalog, args.backfill_id, args.backfill_month, args.resume_from)
+    _print_plan(prepared, args.dry_run)
+    if args.dry_run:
+        return ExitCode.OK
+    if args.method == "sql":
+        n = run_script(prepared, resolved, progress=print)
+        print(f"method sql: ran {n} statement(s) in one Spark session")
+        return ExitCode.OK
+    result = execute(prepared, resolved, catalog, progress=print, stop=stop)
+    for line in result.summary_lines():
+        print(line)
+    if result.failed_partitions:
+        raise RunFailed(f"{len(result.failed_partitions)} partition(s) failed after retries; "
+                        "rerun the same command to resume")
+    if result.not_started:
+        raise RunStopped(f"{len(result.not_started)} partition(s) not started; rerun the same command to resume")
+    return ExitCode.OK
+
+
+def _print_plan(prepared: PreparedRun, each_partition: bool) -> None:
+    plan = prepared.plan
+    print(f"plan: {len(plan.tasks)} partition(s) for {len(plan.entries)} entries "
+          f"({len(prepared.already_committed)} already committed), "
+          f"{len(plan.rejected)} entries rejected, max parallel {prepared.cfg.max_parallel}")
+    if each_partition:
+        for t in plan.tasks:
+            print(f"  {t.partition}: {len(t.entries)} entries, {t.accounts} accounts, "
+                  f"months {t.first_month}..{t.months[-1]}")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    cfg = options.config_from_args(args)
+    sample = options.parse_accounts(args.sample_accounts) if args.sample_accounts else None
+    _, catalog = options.catalog_from_config(cfg)
+    report = verify_backfill(cfg, catalog, args.backfill_id, sample, args.as_of)
+    for line in report.lines():
+        print(line)
+    if not report.ok:
+        raise VerificationFailed(f"verification of {', '.join(args.backfill_id)} found mismatches")
+    return ExitCode.OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Setup with sample data, a backfill, and a verification, on a fresh embedded stack."""
+    wh = _fresh_demo_warehouse(args.warehouse)
+    args.warehouse = str(wh)
+    cfg = options.config_from_args(args)
+    print(f"1/4 starting the embedded catalog (Hive metastore, Derby under {wh})")
+    resolved, catalog = options.catalog_from_config(cfg)
+    spec = SampleSpec(accounts=args.accounts, months=args.months, staged_accounts=args.staged_accounts)
+    print(f"2/4 creating tables with sample data ({spec.accounts} accounts x {spec.months} months)")
+    for line in setup_tables(catalog, cfg, spec).lines():
+        print("    " + line)
+    print(f"3/4 backfilling {spec.backfill_id} with up to {cfg.max_parallel} MERGEs at once")
+    result = execute(prepare(cfg, catalog, [spec.backfill_id]), resolved, catalog,
+                     progress=lambda line: print("    " + line))
+    for line in result.summary_lines():
+        print("  " + line)
+    print("4/4 verifying every backfilled partition against its snapshot before the backfill")
+    report = verify_backfill(cfg, catalog, [spec.backfill_id])
+    for line in report.lines():
+        print("  " + line)
+    if not args.keep_running:
+        EmbeddedMetastore(wh).stop()
+    ok = result.succeeded and report.ok
+    print("demo " + ("succeeded" if ok else "FAILED"))
+    return ExitCode.OK if ok else ExitCode.VERIFY_MISMATCH
+
+
+def _fresh_demo_warehouse(warehouse: str | None) -> Path:
+    """The demo's warehouse folder, emptied if an earlier demo made it; refuses any other folder."""
+    wh = Path(warehouse or "./demo-warehouse").resolve()
+    if wh.exists() and any(wh.iterdir()):
+        if not (wh / ".metastore").exists():
+            raise ConfigError(f"{wh} exists and was not made by the demo; pass another --warehouse")
+        print(f"removing the previous demo warehouse {wh}")
+        EmbeddedMetastore(wh).stop()
+        shutil.rmtree(wh)
+    return wh
+
+
+def register(sub: Any) -> None:
+    """Add ``setup``, ``backfill``, ``verify`` and ``demo``."""
+    _register_setup(sub)
+    _register_backfill(sub)
+    p = sub.add_parser("verify", help="check a backfill cell by cell against the table before it")
+    options.add_common_options(p)
+    p.add_argument("--backfill-id", action="append", required=True, help="backfill id (repeatable)")
+    p.add_argument("--sample-accounts", help="comma-separated accounts to check (default: all)")
+    p.add_argument("--as-of", type=int, help="snapshot id to check instead of the current one")
+    p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("demo", help="fresh embedded stack: setup with sample data, backfill, verify")
+    options.add_common_options(p)
+    _add_sample_size_options(p)
+    p.add_argument("--max-parallel", type=int, default=2, help="MERGEs at once (default 2)")
+    p.add_argument("--keep-running", action="store_true", help="leave the catalog service running")
+    options.add_layout_options(p)
+    p.set_defaults(func=cmd_demo)
+
+
+def _add_sample_size_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--accounts", type=int, default=200, help="sample accounts (default 200)")
+    p.add_argument("--months", type=int, default=24, help="sample months (default 24)")
+    p.add_argument("--staged-accounts", type=int, default=40, help="accounts with staged entries (default 40)")
+
+
+def _register_setup(sub: Any) -> None:
+    p = sub.add_parser("setup", help="create target, staging and audit tables (optionally with sample data)")
+    options.add_common_options(p)
+    p.add_argument("--sample-data", action="store_true", help="fill an empty target and stage sample entries")
+    _add_sample_size_options(p)
+    p.add_argument("--first-month", default="2022-01", help="first sample month (default 2022-01)")
+    p.add_argument("--backfill-id", default="bf-demo-001", help="backfill id of the sample entries")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    options.add_layout_options(p)
+    p.set_defaults(func=cmd_setup)
+
+
+def _register_backfill(sub: Any) -> None:
+    p = sub.add_parser("backfill", help="apply pending staged entries to the target table")
+    options.add_common_options(p)
+    p.add_argument("--backfill-id", action="append", required=True,
+                   help="backfill id to apply; repeat to consolidate several backfills into one run")
+    p.add_argument("--backfill-month", help="only entries of this month (YYYY-MM)")
+    p.add_argument("--resume-from", help="skip target partitions before this month (YYYY-MM)")
+    p.add_argument("--max-parallel", type=int,
+                   help="MERGEs running at once, over all actors (default 2; 1 on a hadoop catalog)")
+    p.add_argument("--partitions-per-actor", type=int,
+                   help="MERGEs one actor runs at once in its Spark session (default 2)")
+    p.add_argument("--partitions-per-merge", type=int,
+                   help="partitions applied by one MERGE and one commit (default 12; 1 = one per partition)")
+    p.add_argument("--retries", type=int, help="extra attempts per partition on transient failure (default 3)")
+    p.add_argument("--order", choices=["newest", "oldest"], help="partition order (default newest)")
+    p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local instance)")
+    p.add_argument("--iceberg-jar", help="path to iceberg-spark-runtime-3.5_2.12 jar (default: bundled)")
+    p.add_argument("--method", choices=["merge", "sql"], default="merge",
+                   help="merge: partition actors (default); sql: run the generate-sql script in one session")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit without writing")
+    p.set_defaults(func=cmd_backfill)

@@ -1,0 +1,158 @@
+"""Typed results that travel from partition actors to the driver and into the audit table."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from backfill.core.secrets import scrub
+from backfill.core.states import DONE_STATUSES, AttemptStatus
+
+
+@dataclass(frozen=True)
+class CommitStats:
+    """What one partition commit read and wrote, from its snapshot summary and Spark metrics."""
+
+    data_files_read: int | None = None
+    data_files_written: int | None = None
+    bytes_read: int | None = None
+    bytes_written: int | None = None
+    records_written: int | None = None
+    delete_files_written: int | None = None
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, str], bytes_read: int | None = None) -> CommitStats:
+        def num(key: str) -> int | None:
+            v = summary.get(key)
+            return int(v) if v is not None and str(v).lstrip("-").isdigit() else None
+
+        return cls(
+            data_files_read=num("deleted-data-files"),
+            data_files_written=num("added-data-files"),
+            bytes_read=bytes_read if bytes_read is not None else num("removed-files-size"),
+            bytes_written=num("added-files-size"),
+            records_written=num("added-records"),
+            delete_files_written=num("added-delete-files"),
+        )
+
+
+@dataclass(frozen=True)
+class PartitionOutcome:
+    """One attempt at one partition.
+
+    ``status`` is 'committed', 'already_committed' (found in the snapshot history, not
+    redone), 'noop' (no row of the partition had an entry), 'failed', or 'interrupted'
+    (its driver died mid-attempt; written by the next run from the checkpoint).
+    """
+
+    partition: str
+    status: AttemptStatus
+    attempt: int
+    entries: int
+    started_at: datetime
+    completed_at: datetime
+    rows_updated: int = 0
+    missing_rows: int = 0
+    snapshot_id: int | None = None
+    stats: CommitStats = field(default_factory=CommitStats)
+    error: str | None = None
+    transient: bool = False
+    actor: str | None = None
+    node: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in DONE_STATUSES
+
+    def scrubbed(self, secrets: Iterable[str]) -> PartitionOutcome:
+        """This outcome with catalog secrets masked in its error text.
+
+        Error text comes from catalog clients and Spark, which may quote a URI with a
+        password or a token; it goes on to the checkpoint, the audit table and the log.
+        """
+        if not self.error:
+            return self
+        clean = scrub(self.error, secrets)
+        return self if clean == self.error else dataclasses.replace(self, error=clean)
+
+    @property
+    def duration_seconds(self) -> float:
+        return (self.completed_at - self.started_at).total_seconds()
+
+    def audit_row(self, backfill_id: str, run_id: str) -> dict:
+        row = {
+            "backfill_id": backfill_id, "run_id": run_id, "target_partition": self.partition,
+            "status": str(self.status), "attempt": self.attempt, "entries": self.entries,
+            "rows_updated": self.rows_updated, "missing_rows": self.missing_rows,
+            "duration_seconds": self.duration_seconds, "started_at": self.started_at,
+            "completed_at": self.completed_at, "error": self.error,
+            "snapshot_id": self.snapshot_id, "actor": self.actor, "node": self.node,
+        }
+        row.update(dataclasses.asdict(self.stats))
+        return row
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Summary of a run, printed by the CLI and returned by the Python API."""
+
+    run_id: str
+    backfill_ids: tuple[str, ...]
+    planned: int
+    outcomes: tuple[PartitionOutcome, ...]
+    applied_entries: int
+    rejected_entries: int
+    skipped_by_resume: tuple[str, ...]
+    duration_seconds: float
+    notes: tuple[str, ...] = ()
+    #: Planned partitions never attempted because the run was stopped (SIGTERM/SIGINT).
+    not_started: tuple[str, ...] = ()
+
+    def final(self) -> dict[str, PartitionOutcome]:
+        """Last attempt per partition."""
+        last: dict[str, PartitionOutcome] = {}
+        for o in self.outcomes:
+            last[o.partition] = o
+        return last
+
+    @property
+    def failed_partitions(self) -> list[str]:
+        return sorted(p for p, o in self.final().items() if not o.ok)
+
+    @property
+    def rows_updated(self) -> int:
+        return sum(o.rows_updated for o in self.final().values() if o.status == AttemptStatus.COMMITTED)
+
+    @property
+    def missing_rows(self) -> int:
+        return sum(o.missing_rows for o in self.final().values() if o.status == AttemptStatus.COMMITTED)
+
+    @property
+    def succeeded(self) -> bool:
+        """Every planned partition ended committed, already committed or with nothing to do."""
+        return not self.failed_partitions and not self.not_started
+
+    def summary_lines(self) -> list[str]:
+        fin = self.final()
+
+        def count(status: AttemptStatus) -> int:
+            return sum(1 for o in fin.values() if o.status == status)
+
+        lines = [
+            f"backfill {', '.join(self.backfill_ids)}  run {self.run_id}",
+            f"  partitions planned {self.planned}: committed {count(AttemptStatus.COMMITTED)}, "
+            f"already committed {count(AttemptStatus.ALREADY_COMMITTED)}, no matching rows {count(AttemptStatus.NOOP)}, "
+            f"failed {len(self.failed_partitions)}"
+            + (f", not started {len(self.not_started)}" if self.not_started else "")
+            + (f", skipped by --resume-from {len(self.skipped_by_resume)}" if self.skipped_by_resume else ""),
+            f"  rows updated {self.rows_updated}, entries without a target row (not created) "
+            f"{self.missing_rows}",
+            f"  staging entries applied {self.applied_entries}, rejected {self.rejected_entries}",
+            f"  attempts {len(self.outcomes)}, elapsed {self.duration_seconds:.1f} s",
+        ]
+        lines += [f"  note: {n}" for n in self.notes]
+        if self.failed_partitions:
+            lines.append(f"  FAILED: {', '.join(self.failed_partitions)} (rerun the same command to resume)")
+        return lines

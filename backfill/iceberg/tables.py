@@ -1,0 +1,175 @@
+"""Creating, loading and reading the tables through pyiceberg (no JVM).
+
+The driver plans from Iceberg metadata and a pinned staging snapshot read here; only
+the MERGEs themselves need Spark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from backfill.config import Config
+from backfill.core.commit_tags import tagged_work
+from backfill.core.states import StagingStatus
+from backfill.errors import TableError
+from backfill.iceberg.schema import (
+    audit_schema,
+    check_staging_schema,
+    check_target_schema,
+    staging_schema,
+    target_schema,
+)
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
+
+#: Target table properties set by ``setup`` (plus write mode and format, from the config).
+#: Iceberg's own commit retries are raised because several partition MERGEs commit to one
+#: table at once.
+TARGET_PROPERTIES = {
+    "commit.retry.num-retries": "20",
+    "commit.retry.min-wait-ms": "100",
+    "write.parquet.compression-codec": "zstd",
+}
+
+
+def target_properties(cfg: Config) -> dict[str, str]:
+    """Properties of a new target: the configured write mode for MERGE, UPDATE and DELETE."""
+    t = cfg.tables
+    modes = {f"write.{op}.mode": t.write_mode for op in ("merge", "update", "delete")}
+    return {"format-version": str(t.format_version), **modes, **TARGET_PROPERTIES}
+BOOKKEEPING_PROPERTIES = {"format-version": "2", "commit.retry.num-retries": "20"}
+
+
+def identifier(cfg: Config, which: str) -> str:
+    """pyiceberg identifier 'namespace.table' of ``which`` (target, staging, audit)."""
+    _, ns, name = cfg.table_parts(which)
+    return f"{ns}.{name}"
+
+
+def display_name(cfg: Config, which: str) -> str:
+    return ".".join(cfg.table_parts(which))
+
+
+def _ensure_namespace(catalog: Catalog, namespace: str) -> None:
+    catalog.create_namespace_if_not_exists(namespace)
+
+
+def create_target(catalog: Catalog, cfg: Config) -> tuple[Table, bool]:
+    """Create the history table (month identity + bucket(acct) partitions, sorted by acct)."""
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.table.sorting import SortField, SortOrder
+    from pyiceberg.transforms import BucketTransform, IdentityTransform
+
+    t = cfg.tables
+    schema = target_schema(cfg)
+    spec = PartitionSpec(
+        PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name=t.month_column),
+        PartitionField(source_id=1, field_id=1001, transform=BucketTransform(t.buckets),
+                       name=f"{t.account_column}_bucket"),
+    )
+    order = SortOrder(SortField(source_id=1, transform=IdentityTransform()))
+    return _create(catalog, cfg, "target", schema, spec, order, target_properties(cfg))
+
+
+def create_staging(catalog: Catalog, cfg: Config) -> tuple[Table, bool]:
+    return _create(catalog, cfg, "staging", staging_schema(cfg), None, None, BOOKKEEPING_PROPERTIES)
+
+
+def create_audit(catalog: Catalog, cfg: Config) -> tuple[Table, bool]:
+    return _create(catalog, cfg, "audit", audit_schema(), None, None, BOOKKEEPING_PROPERTIES)
+
+
+def _create(catalog: Catalog, cfg: Config, which: str, schema: Any, spec: Any, order: Any,
+            properties: dict[str, str]) -> tuple[Table, bool]:
+    from pyiceberg.exceptions import NoSuchTableError
+
+    ident = identifier(cfg, which)
+    _ensure_namespace(catalog, ident.split(".")[0])
+    try:
+        return catalog.load_table(ident), False
+    except NoSuchTableError:
+        pass
+    kwargs: dict[str, Any] = {"schema": schema, "properties": properties}
+    if spec is not None:
+        kwargs["partition_spec"] = spec
+    if order is not None:
+        kwargs["sort_order"] = order
+    return catalog.create_table(ident, **kwargs), True
+
+
+def load(catalog: Catalog, cfg: Config, which: str) -> Table:
+    """Load ``which`` and check its schema against the configuration (TableError if not)."""
+    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+    ident = identifier(cfg, which)
+    try:
+        table = catalog.load_table(ident)
+    except (NoSuchTableError, NoSuchNamespaceError):
+        hint = " (run `iceberg-backfill setup` to create it)" if which != "target" else ""
+        raise TableError(f"{which} table {display_name(cfg, which)} does not exist{hint}") from None
+    if which == "target":
+        check_target_schema(cfg, table.schema(), display_name(cfg, which))
+    elif which == "staging":
+        check_staging_schema(cfg, table.schema(), display_name(cfg, which))
+    return table
+
+
+def partitions(table: Table, month_column: str) -> list[str]:
+    """Distinct values of the month partition field, from metadata only."""
+    if table.current_snapshot() is None:
+        return []
+    spec_fields = [f.name for f in table.spec().fields]
+    if month_column not in spec_fields:
+        raise TableError(
+            f"target table is not partitioned by {month_column!r} (partition fields: {spec_fields}); "
+            "the backfill rewrites one month partition at a time"
+        )
+    parts = table.inspect.partitions()
+    values = parts.column("partition").combine_chunks().field(month_column).to_pylist()
+    return sorted({v for v in values if v is not None})
+
+
+@dataclass(frozen=True)
+class StagingRead:
+    """Pending staging rows of a run, read from one pinned snapshot."""
+
+    snapshot_id: int | None
+    rows: list[dict[str, Any]]
+
+
+def read_pending(table: Table, backfill_ids: Sequence[str], month: str | None = None) -> StagingRead:
+    """Pending rows of ``backfill_ids`` (optionally one month) from the current snapshot."""
+    from pyiceberg.expressions import And, EqualTo, In
+
+    snap = table.current_snapshot()
+    if snap is None:
+        return StagingRead(None, [])
+    flt: Any = And(In("backfill_id", set(backfill_ids)), EqualTo("status", StagingStatus.PENDING.value))
+    if month is not None:
+        flt = And(flt, EqualTo("backfill_month", month))
+    arrow = table.scan(row_filter=flt, snapshot_id=snap.snapshot_id).to_arrow()
+    return StagingRead(snap.snapshot_id, arrow.to_pylist())
+
+
+def committed_digests(table: Table) -> dict[tuple[str, str], int]:
+    """{(partition, digest): snapshot id} of backfill commits recorded in snapshot summaries."""
+    found: dict[tuple[str, str], int] = {}
+    for snap in table.metadata.snapshots:
+        props = snap.summary.additional_properties if snap.summary else {}
+        for part, dig in tagged_work(props).items():
+            found[(part, dig)] = snap.snapshot_id
+    return found
+
+
+def to_arrow(rows: Iterable[dict[str, Any]], schema: Any) -> Any:
+    """Arrow table for ``rows`` in the Iceberg ``schema`` (column order and types)."""
+    import pyarrow as pa
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+    arrow_schema = schema_to_pyarrow(schema, include_field_ids=False)
+    rows = list(rows)
+    return pa.Table.from_pylist(rows, schema=arrow_schema)

@@ -1,0 +1,247 @@
+"""Running a prepared backfill: bookkeeping around the Ray executor.
+
+Order of a run, and why:
+1. Java and the Iceberg jar are checked before Ray or any actor starts (fail fast).
+2. Attempts a killed driver left 'running' in the checkpoint get their audit rows now,
+   so every attempt of every run has one.
+3. A 'planned' audit row per partition lets ``status`` show what is left while the run
+   goes on; partitions whose exact work is already committed are recorded, not redone.
+4. The executor applies the rest on partition actors; each attempt is checkpointed,
+   appended to the audit table and reported as soon as it ends.
+5. Staging rows move to 'applied' only when every partition covering their month is
+   committed; entries whose window holds no partition are 'rejected' with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from actors import runtime
+from actors.checkpoint import PartitionCheckpoint
+from actors.executor import RunExecutor
+from backfill.core.entries import Entry
+from backfill.core.plan import PartitionTask, merge_batches
+from backfill.core.results import CommitStats, PartitionOutcome, RunResult
+from backfill.core.states import AttemptStatus, CheckpointState, StagingStatus
+from backfill.iceberg import tables
+from backfill.iceberg.audit import AuditWriter
+from backfill.ops.stop_signal import StopSignal
+from backfill.prepared import PreparedRun
+from cluster.jars import iceberg_runtime_jar
+from cluster.java import find_java
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+
+    from cluster.catalog import ResolvedCatalog
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+def execute(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog: Catalog,
+            progress: Progress | None = None, stop: StopSignal | None = None) -> RunResult:
+    """Run the prepared plan on Ray partition actors; returns the run's result.
+
+    ``stop``: a caller that armed its own StopSignal before planning passes it, so a stop
+    received while planning already counts; otherwise the run arms one for its duration.
+    """
+    if stop is not None:
+        return _execute(prepared, resolved_catalog, catalog, progress, stop)
+    with StopSignal() as own:
+        return _execute(prepared, resolved_catalog, catalog, progress, own)
+
+
+def _execute(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog: Catalog,
+             progress: Progress | None, stop: StopSignal) -> RunResult:
+    find_java()                                 # fail fast, before Ray or any actor starts
+    iceberg_runtime_jar(prepared.cfg.spark.iceberg_jar)
+    if stop.is_set() or not _connect(prepared, stop):
+        return _stopped_before_start(prepared)
+    stop.arm()                                  # ray.init replaced the SIGTERM handler
+    target = tables.load(catalog, prepared.cfg, "target")
+    executor = RunExecutor(prepared, resolved_catalog.spark_conf(), target.metadata.table_uuid)
+    lost = interrupted_attempts(executor.records(), prepared)  # before begin() turns them pending
+    for partition, snap in executor.begin({s.snapshot_id for s in target.metadata.snapshots}).items():
+        prepared.already_committed.setdefault(partition, snap)
+    book = RunBook(prepared, AuditWriter(tables.load(catalog, prepared.cfg, "audit"),
+                                         prepared.cfg.run.retry_policy),
+                   executor, progress or log.info, resolved_catalog.secrets())
+    book.record_interrupted(lost)
+    to_run = book.start()
+    try:
+        executor.run(merge_batches(to_run, prepared.cfg.run.partitions_per_merge, prepared.cfg.max_parallel),
+                     book.record, stop.is_set)
+        applied, rejected = mark_staging(prepared, book.done_partitions(), executor)
+    finally:
+        executor.shutdown()
+    return book.result(to_run, applied, rejected, stopped=stop.is_set())
+
+
+def _connect(prepared: PreparedRun, stop: StopSignal) -> bool:
+    """Connect to Ray; False when a stop signal arrived while connecting."""
+    try:
+        runtime.ensure_ray(prepared.cfg)
+    except SystemExit as exc:                   # Ray's own SIGTERM handler, while connecting
+        if exc.code != signal.SIGTERM:
+            raise
+        stop.set()
+        return False
+    return True
+
+
+class RunBook:
+    """What a run records as it goes: checkpoint, audit rows, progress lines, outcomes."""
+
+    def __init__(self, prepared: PreparedRun, audit: AuditWriter, executor: RunExecutor, say: Progress,
+                 secrets: set[str]) -> None:
+        self.prepared = prepared
+        self.outcomes: list[PartitionOutcome] = []
+        self._audit = audit
+        self._executor = executor
+        self._say = say
+        self._secrets = secrets
+        self._t0 = time.monotonic()
+
+    def record_interrupted(self, lost: Sequence[tuple[str, PartitionOutcome]]) -> None:
+        """Audit rows for the attempts an earlier driver had in flight when it died."""
+        if not lost:
+            return
+        ids = self.prepared.backfill_ids
+        self._audit.append([outcome.audit_row(b, run_id) for run_id, outcome in lost for b in ids])
+        self._say(f"recorded {len(lost)} attempt(s) interrupted when an earlier driver stopped: "
+                  + ", ".join(f"{o.partition} ({r} attempt {o.attempt})" for r, o in lost))
+
+    def start(self) -> list[PartitionTask]:
+        """Write the 'planned' rows, record work already committed; returns the tasks to run."""
+        now = datetime.now(timezone.utc)
+        plan, ids = self.prepared.plan, self.prepared.backfill_ids
+        self._audit.append([PartitionOutcome(partition=t.partition, status=AttemptStatus.PLANNED, attempt=0,
+                                             entries=len(t.entries), started_at=now, completed_at=now
+                                             ).audit_row(b, self.prepared.run_id)
+                            for t in plan.tasks for b in ids])
+        to_run = []
+        for task in plan.tasks:
+            snap = self.prepared.already_committed.get(task.partition)
+            if snap is None:
+                to_run.append(task)
+                continue
+            self.record(PartitionOutcome(partition=task.partition, status=AttemptStatus.ALREADY_COMMITTED,
+                                         attempt=0, entries=len(task.entries), started_at=now,
+                                         completed_at=now, snapshot_id=snap, stats=CommitStats()))
+        return to_run
+
+    def record(self, outcome: PartitionOutcome) -> None:
+        """One attempt's outcome: checkpointed, audited and reported, secrets scrubbed first."""
+        outcome = outcome.scrubbed(self._secrets)
+        self.outcomes.append(outcome)
+        self._executor.checkpoint(outcome)
+        self._audit.append([outcome.audit_row(b, self.prepared.run_id) for b in self.prepared.backfill_ids])
+        self._say(self._progress_line(outcome))
+
+    def _progress_line(self, outcome: PartitionOutcome) -> str:
+        done, total = len(self.done_partitions()), len(self.prepared.plan.tasks)
+        elapsed = time.monotonic() - self._t0
+        eta = f", ETA {elapsed / done * (total - done):.0f} s" if done else ""
+        error = f"; error: {outcome.error.splitlines()[0][:200]}" if outcome.error else ""
+        return (f"[{done}/{total}] {outcome.partition} {outcome.status} attempt {outcome.attempt} "
+                f"rows {outcome.rows_updated} in {outcome.duration_seconds:.1f} s; "
+                f"elapsed {elapsed:.0f} s{eta}{error}")
+
+    def done_partitions(self) -> set[str]:
+        """Partitions whose latest attempt needs no more work."""
+        final = {o.partition: o for o in self.outcomes}
+        return {p for p, o in final.items() if o.ok}
+
+    def result(self, to_run: Sequence[PartitionTask], applied: int, rejected: int, stopped: bool) -> RunResult:
+        """The run's result; partitions a stop kept from starting are named."""
+        plan, notes = self.prepared.plan, list(self.prepared.plan.notes)
+        attempted = {o.partition for o in self.outcomes}
+        not_started = tuple(t.partition for t in to_run if t.partition not in attempted)
+        if stopped and not_started:
+            notes.append(_stopped_note(not_started))
+        return RunResult(self.prepared.run_id, self.prepared.backfill_ids, len(plan.tasks), tuple(self.outcomes),
+                         applied, rejected, plan.skipped_by_resume, time.monotonic() - self._t0, tuple(notes),
+                         not_started)
+
+
+def _stopped_note(not_started: Sequence[str]) -> str:
+    return f"stopped by signal before {len(not_started)} partition(s) ran; rerun the same command to resume"
+
+
+def _stopped_before_start(prepared: PreparedRun) -> RunResult:
+    """The result of a run stopped before Ray or any table write: every partition not started."""
+    plan = prepared.plan
+    not_started = tuple(t.partition for t in plan.tasks)
+    log.warning("stopped before the run started; nothing was written")
+    return RunResult(prepared.run_id, prepared.backfill_ids, len(plan.tasks), (), 0, 0,
+                     plan.skipped_by_resume, 0.0, (*plan.notes, _stopped_note(not_started)), not_started)
+
+
+def interrupted_attempts(records: dict[str, PartitionCheckpoint],
+                         prepared: PreparedRun) -> list[tuple[str, PartitionOutcome]]:
+    """Audit rows, as (run id, outcome), for attempts an earlier driver left 'running'.
+
+    A driver that dies (SIGKILL, lost node) cannot write the audit row of the attempts it
+    had in flight. The checkpoint still says 'running' for them, with their run id and
+    attempt number; writing an 'interrupted' row for each keeps the audit complete: every
+    attempt of every run has a row. Whether the attempt's commit landed is stated from
+    the snapshot history (the same evidence that stops it from being redone).
+    """
+    now = datetime.now(timezone.utc)
+    tasks = {t.partition: t for t in prepared.plan.tasks}
+    out = []
+    for partition, rec in sorted(records.items()):
+        if rec.state != CheckpointState.RUNNING or not rec.run_id or rec.run_id == prepared.run_id:
+            continue
+        task = tasks.get(partition)
+        same_work = task is not None and task.digest == rec.digest
+        snap = prepared.already_committed.get(partition) if same_work else None
+        out.append((rec.run_id, PartitionOutcome(
+            partition=partition, status=AttemptStatus.INTERRUPTED, attempt=rec.run_attempt,
+            entries=len(task.entries) if task is not None and same_work else 0,
+            started_at=rec.updated_at, completed_at=now, snapshot_id=snap,
+            error=f"the driver of {rec.run_id} stopped during this attempt; {_landed(same_work, snap)} "
+                  f"(found by {prepared.run_id})")))
+    return out
+
+
+def _landed(same_work: bool, snapshot_id: int | None) -> str:
+    if not same_work:  # the partition's entries changed since: that commit is not looked up
+        return "its entries have changed since, so whether its commit landed was not checked"
+    if snapshot_id is not None:
+        return f"its commit landed as snapshot {snapshot_id}"
+    return "no commit of it landed"
+
+
+def mark_staging(prepared: PreparedRun, ok_partitions: set[str], executor: RunExecutor) -> tuple[int, int]:
+    """Mark entries applied once every planned partition is committed; mark rejections.
+
+    Nothing is marked applied after a partial run (a partition failed or never started),
+    even for months whose own partitions all committed: the rerun must see the same
+    pending entries, hence the same per-partition digests, so it recognises every
+    partition already committed instead of rewriting it for the entries still pending.
+    Returns (entries applied, entries rejected).
+    """
+    plan = prepared.plan
+    if any(t.partition not in ok_partitions for t in plan.tasks):
+        ok_partitions = set()
+    by_month: dict[str, list[Entry]] = {}
+    for e in plan.entries:
+        by_month.setdefault(e.month, []).append(e)
+    rejected_months = {r.entry.month: r.reason for r in plan.rejected}
+    done_months = [m for m, es in by_month.items() if m not in rejected_months
+                   and all(p in ok_partitions for p in plan.partitions_of(es[0]))]
+    if done_months:
+        executor.mark_staging(done_months, StagingStatus.APPLIED)
+    for month, reason in rejected_months.items():
+        executor.mark_staging([month], StagingStatus.REJECTED, reason)
+    applied = sum(len(by_month[m]) for m in done_months)
+    rejected = sum(len(by_month.get(m, ())) for m in rejected_months)
+    return applied, rejected
