@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 from backfill.core.names import CHECKPOINT_ACTOR_NAME, CHECKPOINT_DIRNAME, RAY_NAMESPACE
 from backfill.core.retry import RetryPolicy
@@ -454,25 +454,26 @@ class RayCheckpointStore:
 
     def begin(self, key: str, run_id: str,
               tasks: Sequence[tuple[str, str]]) -> dict[str, PartitionCheckpoint]:
-        return self._call("begin", key, run_id, [(p, d) for p, d in tasks])
+        return cast("dict[str, PartitionCheckpoint]", self._call("begin", key, run_id, [(p, d) for p, d in tasks]))
 
     def mark(self, key: str, partition: str, state: CheckpointState | str, snapshot_id: int | None = None,
              error: str | None = None, run_id: str | None = None,
              run_attempt: int | None = None) -> PartitionCheckpoint:
-        return self._call("mark", key, partition, state, snapshot_id, error, run_id, run_attempt)
+        return cast(PartitionCheckpoint,
+                    self._call("mark", key, partition, state, snapshot_id, error, run_id, run_attempt))
 
     def load(self, key: str) -> dict[str, PartitionCheckpoint]:
-        return self._call("load", key)
+        return cast("dict[str, PartitionCheckpoint]", self._call("load", key))
 
     def committed(self, key: str) -> dict[str, tuple[str, int | None]]:
-        return self._call("committed", key)
+        return cast("dict[str, tuple[str, int | None]]", self._call("committed", key))
 
     def forget(self, key: str) -> None:
         self._call("forget", key)
 
     def info(self) -> dict[str, Any]:
         """Directory, pid, start time and keys of the actor (for status and tests)."""
-        return self._call("info")
+        return cast("dict[str, Any]", self._call("info"))
 
     def kill(self) -> None:
         """End the actor for good (files stay); the next client creates a new one."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from actors.checkpoint import PartitionCheckpoint, RayCheckpointStore, run_key
-from actors.partition_actor import PartitionWorker
+from actors.partition_actor import start_worker
 from actors.pool import PartitionPool
 from backfill.core.plan import MergeBatch
 from backfill.core.results import PartitionOutcome
@@ -89,17 +89,16 @@ class RunExecutor:
             self._pool.shutdown()
 
     def _make_actor(self, n: int) -> tuple[Any, str]:
-        import ray
-
         cfg = self.prepared.cfg
         # named, so operators (and fault tests) can find a run's actors with `ray list actors`
         name = f"backfill-{self.prepared.run_id}-a{n}"
         # SPREAD: each actor holds a whole Spark session; spreading them over nodes spreads
         # the executors they start too. A dead actor is replaced by the pool, never restarted.
-        handle = ray.remote(PartitionWorker).options(
+        handle = start_worker(
+            cfg, self._spark_conf, name,
             name=name, namespace=cfg.run.checkpoint_namespace, num_cpus=cfg.run.actor_cpus,
             max_restarts=0, max_concurrency=cfg.run.partitions_per_actor, scheduling_strategy="SPREAD",
-        ).remote(cfg, self._spark_conf, name)
+        )
         return handle, name
 
     def _submit(self, actor: Any, batch: MergeBatch, attempt: int) -> Any:

@@ -16,6 +16,7 @@ import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -48,9 +49,33 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _accounts(task: PartitionTask) -> int:
+    """Distinct accounts with an entry in ``task`` (each is one row the MERGE should match)."""
+    return len({e.acct for e in task.entries})
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What every partition outcome of one attempt shares."""
+
+    attempt: int
+    started_at: datetime
+    actor: str
+    node: str
+
+    def outcome(self, task: PartitionTask, status: AttemptStatus, *, rows_updated: int = 0, missing_rows: int = 0,
+                snapshot_id: int | None = None, stats: CommitStats | None = None, error: str | None = None,
+                transient: bool = False) -> PartitionOutcome:
+        """The outcome of ``task`` in this attempt, completed now."""
+        return PartitionOutcome(
+            partition=task.partition, status=status, attempt=self.attempt, entries=len(task.entries),
+            started_at=self.started_at, completed_at=_now(), rows_updated=rows_updated,
+            missing_rows=missing_rows, snapshot_id=snapshot_id, stats=stats if stats is not None else CommitStats(),
+            error=error, transient=transient, actor=self.actor, node=self.node)
 
 
 class PartitionWorker:
@@ -99,14 +124,20 @@ class PartitionWorker:
         directly (``Spark3Util.loadIcebergTable``) reads ``SQLConf.get`` and would see a
         blank configuration without this session's catalogs.
         """
-        self.spark._jvm.org.apache.spark.sql.SparkSession.setActiveSession(self.spark._jsparkSession)
+        self._jvm().org.apache.spark.sql.SparkSession.setActiveSession(self.spark._jsparkSession)
+
+    def _jvm(self) -> Any:
+        """The session's py4j JVM view (pyspark types it Optional: None only once stopped)."""
+        jvm = self.spark._jvm
+        if jvm is None:
+            raise RuntimeError(f"the Spark session of {self.name} has no JVM (stopped)")
+        return jvm
 
     def _iceberg_table(self) -> Any:
         """The target as an Iceberg Java ``Table`` (this session's catalog), refreshed."""
         self._activate()
-        jvm = self.spark._jvm
         name = ".".join(self.cfg.table_parts("target"))
-        table = jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(self.spark._jsparkSession, name)
+        table = self._jvm().org.apache.iceberg.spark.Spark3Util.loadIcebergTable(self.spark._jsparkSession, name)
         table.refresh()
         return table
 
@@ -138,53 +169,65 @@ class PartitionWorker:
               staging_snapshot_id: int | None, attempt: int) -> list[PartitionOutcome]:
         """Apply every entry of the batch's partitions in one MERGE; one outcome per
         partition, in batch order. Never raises: a failure is every partition's outcome."""
-        base = dict(attempt=attempt, started_at=_now(), actor=self.name, node=self.node)
+        att = _Attempt(attempt=attempt, started_at=_now(), actor=self.name, node=self.node)
         try:
-            return self._apply(batch, backfill_ids, run_id, staging_snapshot_id, base)
+            return self._apply(batch, backfill_ids, run_id, staging_snapshot_id, att)
         except Exception as exc:  # reported, classified by type and retried by the driver
             error = error_for(exc, f"partitions {','.join(batch.partitions)} attempt {attempt}")
             log.warning("%s", str(error)[:500])
-            return [PartitionOutcome(partition=t.partition, entries=len(t.entries), status=AttemptStatus.FAILED,
-                                     completed_at=_now(), error=str(error), transient=error.retryable,
-                                     **base) for t in batch.tasks]
+            return [att.outcome(t, AttemptStatus.FAILED, error=str(error), transient=error.retryable)
+                    for t in batch.tasks]
 
     def _apply(self, batch: MergeBatch, backfill_ids: Sequence[str], run_id: str,
-               staging_snapshot_id: int | None, base: dict[str, Any]) -> list[PartitionOutcome]:
-        outcomes: dict[str, PartitionOutcome] = {}
-
-        def outcome(task: PartitionTask, status: AttemptStatus, **kw: Any) -> None:
-            outcomes[task.partition] = PartitionOutcome(partition=task.partition, status=status,
-                                                        entries=len(task.entries), completed_at=_now(),
-                                                        **base, **kw)
-
+               staging_snapshot_id: int | None, att: _Attempt) -> list[PartitionOutcome]:
         table = self._iceberg_table()
-        done = self._find_commits(batch.tasks, table=table)
-        for task in batch.tasks:
-            if task.partition in done:
-                snap, summary = done[task.partition]
-                one = len(tagged_work(summary)) == 1  # a batch commit's summary is not this partition's
-                outcome(task, AttemptStatus.ALREADY_COMMITTED, snapshot_id=snap,
-                        stats=CommitStats.from_summary(summary) if one else CommitStats())
-        todo = batch.without(done)
+        outcomes = self._already_committed(batch, table, att)
+        todo = batch.without(outcomes)
         if todo is None:
             return [outcomes[p] for p in batch.partitions]
         self._refresh(self._target)  # this session's Spark view of the table: every session's commits
-        accounts_of = {t.partition: {e.acct for e in t.entries} for t in todo.tasks}
         # Merge-on-read writes exactly the matched rows, so its commit's added records are
         # the matched rows: no separate counting query. Copy-on-write rewrites whole files,
         # so the matched rows are counted first (a partition without any is not rewritten).
         mor = str(table.properties().get("write.merge.mode") or "") == "merge-on-read"
         matched: dict[str, int] | None = None
         if not mor:
-            source, accounts = self.source_for(todo, backfill_ids, staging_snapshot_id)
-            matched = {str(p): int(n) for p, n in self.spark.sql(
-                matched_rows_sql(self.cfg, todo.partitions, source, accounts)).collect()}
-            for task in todo.tasks:
-                if not matched.get(task.partition):
-                    outcome(task, AttemptStatus.NOOP, missing_rows=len(accounts_of[task.partition]))
+            matched = self._matched_rows(todo, backfill_ids, staging_snapshot_id)
+            outcomes.update({t.partition: att.outcome(t, AttemptStatus.NOOP, missing_rows=_accounts(t))
+                             for t in todo.tasks if not matched.get(t.partition)})
             todo = todo.without(outcomes)
             if todo is None:
                 return [outcomes[p] for p in batch.partitions]
+        outcomes.update(self._merge(todo, backfill_ids, run_id, staging_snapshot_id, table, matched, att))
+        return [outcomes[p] for p in batch.partitions]
+
+    def _already_committed(self, batch: MergeBatch, table: Any, att: _Attempt) -> dict[str, PartitionOutcome]:
+        """Outcomes of the batch's partitions whose exact work (same digest) is in the table's history."""
+        outcomes: dict[str, PartitionOutcome] = {}
+        done = self._find_commits(batch.tasks, table=table)
+        for task in batch.tasks:
+            if task.partition in done:
+                snap, summary = done[task.partition]
+                one = len(tagged_work(summary)) == 1  # a batch commit's summary is not this partition's
+                outcomes[task.partition] = att.outcome(
+                    task, AttemptStatus.ALREADY_COMMITTED, snapshot_id=snap,
+                    stats=CommitStats.from_summary(summary) if one else CommitStats())
+        return outcomes
+
+    def _matched_rows(self, batch: MergeBatch, backfill_ids: Sequence[str],
+                      staging_snapshot_id: int | None) -> dict[str, int]:
+        """{partition: target rows the batch's entries match}, counted before a copy-on-write MERGE."""
+        source, accounts = self.source_for(batch, backfill_ids, staging_snapshot_id)
+        return {str(p): int(n) for p, n in self.spark.sql(
+            matched_rows_sql(self.cfg, batch.partitions, source, accounts)).collect()}
+
+    def _merge(self, todo: MergeBatch, backfill_ids: Sequence[str], run_id: str, staging_snapshot_id: int | None,
+               table: Any, matched: dict[str, int] | None, att: _Attempt) -> dict[str, PartitionOutcome]:
+        """One MERGE and one commit, tagged with each partition's digest, over ``todo``; its outcomes.
+
+        ``matched`` is the copy-on-write pre-count; without it (merge-on-read) a partition's
+        updated rows are the records its commit added.
+        """
         source, accounts = self.source_for(todo, backfill_ids, staging_snapshot_id)
         props = commit_properties([(t.partition, t.digest) for t in todo.tasks], run_id, backfill_ids)
         statement = merge_sql(self.cfg, todo.partitions, source, accounts)
@@ -194,12 +237,14 @@ class PartitionWorker:
         found = self._find_commits(todo.tasks[:1], run_id).get(todo.tasks[0].partition)
         snap, summary = found if found else (None, {})
         stats = self._stats_by_partition(todo, snap, summary, table)
+        outcomes: dict[str, PartitionOutcome] = {}
         for task in todo.tasks:
             st = stats.get(task.partition, CommitStats())
             rows = matched[task.partition] if matched is not None else int(st.records_written or 0)
-            outcome(task, AttemptStatus.COMMITTED if (rows and snap is not None) else AttemptStatus.NOOP, rows_updated=rows,
-                    missing_rows=len(accounts_of[task.partition]) - rows, snapshot_id=snap, stats=st)
-        return [outcomes[p] for p in batch.partitions]
+            status = AttemptStatus.COMMITTED if (rows and snap is not None) else AttemptStatus.NOOP
+            outcomes[task.partition] = att.outcome(task, status, rows_updated=rows,
+                                                   missing_rows=_accounts(task) - rows, snapshot_id=snap, stats=st)
+        return outcomes
 
     def _stats_by_partition(self, batch: MergeBatch, snapshot_id: int | None,
                             summary: dict[str, str], table: Any) -> dict[str, CommitStats]:
@@ -260,6 +305,21 @@ class PartitionWorker:
         stop_spark()
 
 
+def start_worker(cfg: Config, catalog_spark_conf: Mapping[str, str], name: str, /, **options: Any) -> Any:
+    """A new :class:`PartitionWorker` actor created with Ray actor ``options``; its handle.
+
+    The worker's arguments are positional-only, so ``options`` may hold Ray's own ``name``.
+
+    The handle is typed Any on purpose: Ray's stubs type ``ActorClass.remote()`` as
+    ``ActorHandle[T] | type[T]``, on which neither ``handle.method.remote()`` nor
+    ``ray.kill(handle)`` type-checks.
+    """
+    import ray  # heavy: only actor processes and drivers load it
+
+    handle: Any = ray.remote(PartitionWorker).options(**options).remote(cfg, catalog_spark_conf, name)
+    return handle
+
+
 @contextmanager
 def one_session(cfg: Config, resolved_catalog: ResolvedCatalog, name: str) -> Iterator[Any]:
     """One partition actor (a RayDP Spark session) for statements run in order; always ended."""
@@ -267,8 +327,7 @@ def one_session(cfg: Config, resolved_catalog: ResolvedCatalog, name: str) -> It
 
     iceberg_runtime_jar(cfg.spark.iceberg_jar)  # fail fast, before the actor starts
     runtime.ensure_ray(cfg)
-    actor = ray.remote(PartitionWorker).options(num_cpus=cfg.run.actor_cpus, max_restarts=0).remote(
-        cfg, resolved_catalog.spark_conf(), name)
+    actor = start_worker(cfg, resolved_catalog.spark_conf(), name, num_cpus=cfg.run.actor_cpus, max_restarts=0)
     try:
         yield actor
     finally:

@@ -32,6 +32,15 @@ class _Pending:
     not_before: float
 
 
+@dataclass
+class _Running:
+    """An attempt that was submitted: where it runs, what it is, since when."""
+
+    actor: Any
+    item: _Pending
+    started: datetime
+
+
 class PartitionPool:
     """Keeps at most ``max_parallel`` partition actors busy until every task has an outcome.
 
@@ -134,24 +143,18 @@ class PartitionPool:
             pass
 
     def run(self, batches: list[MergeBatch]) -> list[PartitionOutcome]:
+        """Apply ``batches`` until each has an outcome (or the run stops); every attempt's outcomes."""
         import ray
-        from ray.exceptions import RayError
 
         queue: deque[_Pending] = deque(_Pending(b, 1, 0.0) for b in batches)
-        active: dict[Any, tuple[Any, _Pending, datetime]] = {}
+        active: dict[Any, _Running] = {}
         outcomes: list[PartitionOutcome] = []
         while queue or active:
             stopping = self._should_stop()
             if stopping and not active:
                 break
-            now = time.monotonic()
-            while not stopping and queue and queue[0].not_before <= now:
-                actor = self.acquire()
-                if actor is None:
-                    break
-                item = queue.popleft()
-                ref = self._submit(actor, item.batch, item.attempt)
-                active[ref] = (actor, item, datetime.now(timezone.utc))
+            if not stopping:
+                self._start_due(queue, active)
             if not active:
                 # only delayed retries remain: sleep until the first is due
                 queue = deque(sorted(queue, key=lambda p: p.not_before))
@@ -159,32 +162,59 @@ class PartitionPool:
                 continue
             ready, _ = ray.wait(list(active), num_returns=1, timeout=0.5)
             for ref in ready:
-                actor, item, started = active.pop(ref)
-                try:
-                    got = list(ray.get(ref))
-                    self.release(actor)
-                except RayError as exc:  # the actor died (killed, OOM, node lost)
-                    self._drop_actor(actor)
-                    text = f"{type(exc).__name__}: {exc}"
-                    now = datetime.now(timezone.utc)
-                    got = [PartitionOutcome(
-                        partition=t.partition, status=AttemptStatus.FAILED, attempt=item.attempt,
-                        entries=len(t.entries), started_at=started, completed_at=now,
-                        error=text[:4000], transient=True, actor=self._names.get(actor),
-                    ) for t in item.batch.tasks]
+                running = active.pop(ref)
+                got = self._collect(ref, running)
                 for outcome in got:
                     outcomes.append(outcome)
                     self._on_outcome(outcome)
-                failed = [o for o in got if not o.ok]
-                # one MERGE, one error: the batch is retried as a whole, minus what is done
-                rest = item.batch.without(o.partition for o in got if o.ok)
-                if failed and rest is not None and self._policy.should_retry(
-                        item.attempt, all(o.transient for o in failed)):
-                    delay = self._policy.delay(item.attempt)
-                    log.warning("partitions %s: attempt %d failed, retrying in %.1f s",
-                                ",".join(rest.partitions), item.attempt, delay)
-                    queue.append(_Pending(rest, item.attempt + 1, time.monotonic() + delay))
+                retry = self._maybe_retry(running.item, got)
+                if retry is not None:
+                    queue.append(retry)
         return outcomes
+
+    def _start_due(self, queue: deque[_Pending], active: dict[Any, _Running]) -> None:
+        """Submit the queue's due attempts, in order, while an actor slot is free."""
+        now = time.monotonic()
+        while queue and queue[0].not_before <= now:
+            actor = self.acquire()
+            if actor is None:
+                break
+            item = queue.popleft()
+            ref = self._submit(actor, item.batch, item.attempt)
+            active[ref] = _Running(actor, item, datetime.now(timezone.utc))
+
+    def _collect(self, ref: Any, running: _Running) -> list[PartitionOutcome]:
+        """The partition outcomes of a finished attempt; when its actor died, the actor is
+        dropped and every partition of the batch failed (transient: another actor may succeed)."""
+        import ray
+        from ray.exceptions import RayError
+
+        try:
+            got = list(ray.get(ref))
+        except RayError as exc:  # the actor died (killed, OOM, node lost)
+            self._drop_actor(running.actor)
+            text = f"{type(exc).__name__}: {exc}"
+            failed_at = datetime.now(timezone.utc)
+            return [PartitionOutcome(
+                partition=t.partition, status=AttemptStatus.FAILED, attempt=running.item.attempt,
+                entries=len(t.entries), started_at=running.started, completed_at=failed_at,
+                error=text[:4000], transient=True, actor=self._names.get(running.actor),
+            ) for t in running.item.batch.tasks]
+        self.release(running.actor)
+        return got
+
+    def _maybe_retry(self, item: _Pending, got: list[PartitionOutcome]) -> _Pending | None:
+        """The next attempt of ``item``'s unfinished partitions, if the policy retries its failure."""
+        failed = [o for o in got if not o.ok]
+        # one MERGE, one error: the batch is retried as a whole, minus what is done
+        rest = item.batch.without(o.partition for o in got if o.ok)
+        if not failed or rest is None or not self._policy.should_retry(
+                item.attempt, all(o.transient for o in failed)):
+            return None
+        delay = self._policy.delay(item.attempt)
+        log.warning("partitions %s: attempt %d failed, retrying in %.1f s",
+                    ",".join(rest.partitions), item.attempt, delay)
+        return _Pending(rest, item.attempt + 1, time.monotonic() + delay)
 
     def shutdown(self) -> None:
         import ray

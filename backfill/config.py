@@ -42,6 +42,9 @@ NON_ATOMIC_CATALOG_IMPLS = frozenset({"org.apache.iceberg.hadoop.HadoopCatalog"}
 
 #: Longest history array column: merge_sql adds the suffix '__updates' (identifiers <= 128).
 _MAX_ARRAY_COLUMN = 128 - len("__updates")
+#: Columns of ``backfill_staging`` besides the value columns: a value column may not reuse one.
+_STAGING_FIXED_COLUMNS = frozenset({"backfill_id", "acct", "backfill_month", "created_at", "status",
+                                    "processed_at", "error"})
 
 
 
@@ -232,12 +235,38 @@ def qualify(name: str, catalog: str, what: str) -> tuple[str, str, str]:
 
 def validate(cfg: Config) -> None:
     """Check every field of ``cfg``; raises ConfigError naming the first bad one."""
+    _validate_tables(cfg)
+    _validate_run(cfg.run)
+    s = cfg.spark
+    if s.num_executors < 1 or s.executor_cores < 1:
+        raise ConfigError("spark num_executors and executor_cores must be at least 1")
+    _check_catalog_safety(cfg)
+
+
+def _validate_tables(cfg: Config) -> None:
+    """Names go quoted into generated SQL, so they are checked as identifiers before any bound."""
     t = cfg.tables
     check_identifier(cfg.catalog.name, "catalog name")
     for which in ("target", "staging", "audit"):
         cfg.table_parts(which)
     check_identifier(t.account_column, "account column")
     check_identifier(t.month_column, "month column")
+    _validate_history_columns(t)
+    if not 1 <= t.window <= 1200:
+        raise ConfigError(f"window must be between 1 and 1200 months, got {t.window}")
+    if not 1 <= t.buckets <= 100_000:
+        raise ConfigError(f"buckets must be between 1 and 100000, got {t.buckets}")
+    if t.write_mode not in WRITE_MODES:
+        raise ConfigError(f"write_mode must be one of {', '.join(WRITE_MODES)}, got {t.write_mode!r}")
+    if t.format_version not in (2, 3):
+        raise ConfigError(f"format_version must be 2 or 3, got {t.format_version!r}")
+
+
+def _validate_history_columns(t: TableConfig) -> None:
+    """Each array and value column once, and none that the MERGE or the staging table already uses.
+
+    Names compare case-insensitively, as Spark resolves them.
+    """
     if not t.history_columns:
         raise ConfigError("at least one history column must be configured")
     seen: set[str] = set()
@@ -255,20 +284,13 @@ def validate(cfg: Config) -> None:
     reserved = {t.account_column.lower(), t.month_column.lower()}
     if any(hc.array_column.lower() in reserved for hc in t.history_columns):
         raise ConfigError("a history array column cannot also be the account or month column")
-    staging_fixed = {"backfill_id", "acct", "backfill_month", "created_at", "status",
-                     "processed_at", "error"}
-    clash = [hc.value_column for hc in t.history_columns if hc.value_column.lower() in staging_fixed]
+    clash = [hc.value_column for hc in t.history_columns if hc.value_column.lower() in _STAGING_FIXED_COLUMNS]
     if clash:
         raise ConfigError(f"staging value column(s) {clash} clash with staging bookkeeping columns")
-    if not 1 <= t.window <= 1200:
-        raise ConfigError(f"window must be between 1 and 1200 months, got {t.window}")
-    if not 1 <= t.buckets <= 100_000:
-        raise ConfigError(f"buckets must be between 1 and 100000, got {t.buckets}")
-    if t.write_mode not in WRITE_MODES:
-        raise ConfigError(f"write_mode must be one of {', '.join(WRITE_MODES)}, got {t.write_mode!r}")
-    if t.format_version not in (2, 3):
-        raise ConfigError(f"format_version must be 2 or 3, got {t.format_version!r}")
-    r = cfg.run
+
+
+def _validate_run(r: RunConfig) -> None:
+    """Scheduling and retry bounds, so that a typo fails here and not mid-run on the cluster."""
     if r.max_parallel is not None and r.max_parallel < 1:
         raise ConfigError(f"max_parallel must be at least 1, got {r.max_parallel}")
     if not 1 <= r.partitions_per_actor <= 16:
@@ -284,9 +306,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"order must be 'newest' or 'oldest', got {r.order!r}")
     if r.actor_cpus <= 0:
         raise ConfigError(f"actor_cpus must be positive, got {r.actor_cpus}")
-    s = cfg.spark
-    if s.num_executors < 1 or s.executor_cores < 1:
-        raise ConfigError("spark num_executors and executor_cores must be at least 1")
+
+
+def _check_catalog_safety(cfg: Config) -> None:
+    """Refuse parallel MERGEs on a catalog without atomic commits: they could silently lose commits."""
     if cfg.catalog.non_atomic and cfg.max_parallel > 1:
         kind = cfg.catalog.type if cfg.catalog.type.strip().lower() in NON_ATOMIC_CATALOG_TYPES \
             else "hadoop (catalog-impl HadoopCatalog)"
@@ -344,7 +367,7 @@ def config_from_mapping(data: Mapping[str, Any]) -> Config:
         raise ConfigError(f"unknown section(s) {unknown}; known: catalog, run, spark, tables")
     tables = dict(data.get("tables", {}))
     if "history_columns" in tables:
-        cols = []
+        cols: list[HistoryColumn] = []
         for item in tables["history_columns"]:
             if isinstance(item, Mapping):
                 cols.append(_build(HistoryColumn, item, "tables.history_columns"))

@@ -9,7 +9,7 @@ every strategy its own copy (``register_table`` on the base metadata: the copies
 the immutable data files, commit independently). One RayDP session (one benchmark actor)
 is reused for all strategies; only the backfill work is timed (session start, data
 generation and verification are reported separately). Each strategy's result is checked
-cell by cell against ``tests.reference_model.apply_rule`` (affected accounts) and against
+cell by cell against ``bench.reference_model.apply_rule`` (affected accounts) and against
 the untouched base (every other row); a strategy that fails the check is reported FAILED.
 """
 
@@ -24,8 +24,22 @@ import shutil
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from backfill.config import DEFAULT_HISTORY_COLUMNS, CatalogConfig, Config, RunConfig, SparkConfig, TableConfig
+from backfill.core.entries import validate_rows
+from backfill.core.months import parse_month
+from backfill.core.plan import merge_batches, plan_run
+from backfill.iceberg import tables
+from backfill.iceberg.schema import staging_schema
+from bench.data import BenchSize, staged_entries, target_arrow
+from bench.reference_model import apply_rule
+from bench.strategies import DEFAULT, STRATEGIES, baseline_statements, by_name, handwritten_statement
+from bench.worker import BenchWorker
+from cluster.catalog import load_pyiceberg_catalog, resolve_catalog
+from cluster.metastore import EmbeddedMetastore
 
 REPO = Path(__file__).resolve().parent.parent
 BACKFILL_ID = "bf-bench"
@@ -64,7 +78,6 @@ def _log(msg: str) -> None:
 
 class Bench:
     def __init__(self, a: argparse.Namespace) -> None:
-        from backfill.config import DEFAULT_HISTORY_COLUMNS, CatalogConfig, Config, RunConfig, SparkConfig, TableConfig
 
         self.a = a
         self.warehouse = Path(tempfile.mkdtemp(prefix="bench-warehouse-"))
@@ -85,7 +98,6 @@ class Bench:
     def start(self) -> None:
         import ray
 
-        from cluster.catalog import load_pyiceberg_catalog, resolve_catalog
 
         os.environ["PYTHONPATH"] = os.pathsep.join(
             [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
@@ -96,7 +108,6 @@ class Bench:
         if not ray.is_initialized():
             ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}})
-        from bench.worker import BenchWorker
 
         t0 = time.monotonic()
         self.worker = ray.remote(BenchWorker).options(num_cpus=1, max_concurrency=4).remote(
@@ -111,11 +122,6 @@ class Bench:
 
         With ``reuse``, that data set's target table is used as is (only staging is new).
         """
-        from backfill.core.entries import validate_rows
-        from backfill.core.plan import plan_run
-        from backfill.iceberg import tables
-        from backfill.iceberg.schema import staging_schema
-        from bench.data import BenchSize, staged_entries, target_arrow
 
         a = self.a
         size = BenchSize(accounts=accounts, months=a.months, columns=a.columns,
@@ -138,7 +144,6 @@ class Bench:
         # accounts, so a larger table can get exactly the same staged entries
         src = dataclasses.replace(size, accounts=affected_accounts_of or accounts)
         srows = staged_entries(cfg, src, BACKFILL_ID)
-        from datetime import datetime, timezone
 
         now = datetime.now(timezone.utc)
         for r in srows:
@@ -165,7 +170,6 @@ class Bench:
         """Reference-model result for the affected accounts (once per data set)."""
         import ray
 
-        from tests.reference_model import apply_rule
 
         cfg = ds["cfg"]
         accts = sorted({r["acct"] for r in ds["srows"]})
@@ -182,7 +186,6 @@ class Bench:
             expected.update(apply_rule(sub, by_acct[acct], cfg.tables.window))
         changed = sum(1 for k in expected if expected[k] != before[k])
         w = cfg.tables.window
-        from backfill.core.months import parse_month
 
         matched = sum(1 for (acct, p) in before
                       if any(0 <= parse_month(p) - parse_month(m) <= w - 1 for (_, m, _) in by_acct[acct]))
@@ -194,8 +197,6 @@ class Bench:
     def run_strategy(self, ds: dict[str, Any], strategy: Any, label: str | None = None) -> dict[str, Any]:
         import ray
 
-        from backfill.core.plan import merge_batches
-        from bench.strategies import baseline_statements, handwritten_statement
 
         cfg = ds["cfg"]
         name = label or strategy.name
@@ -355,7 +356,6 @@ def chart(results: list[dict[str, Any]], scaling: list[dict[str, Any]], path: Pa
 def main(argv: list[str] | None = None) -> int:
     import ray
 
-    from bench.strategies import DEFAULT, STRATEGIES, by_name
 
     a = _args(argv)
     started = time.monotonic()
@@ -449,7 +449,6 @@ def main(argv: list[str] | None = None) -> int:
         if ray.is_initialized():
             ray.shutdown()
         try:
-            from cluster.metastore import EmbeddedMetastore
 
             EmbeddedMetastore(bench.warehouse).stop()
         except Exception:

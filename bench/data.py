@@ -18,6 +18,7 @@ import numpy as np
 
 from backfill.config import Config
 from backfill.core.months import add_months, month_range
+from backfill.iceberg.schema import target_schema
 from backfill.ops.sample_data import account_ids
 
 
@@ -57,7 +58,6 @@ def target_arrow(cfg: Config, size: BenchSize, accounts: list[int] | None = None
     import pyarrow as pa
     from pyiceberg.io.pyarrow import schema_to_pyarrow
 
-    from backfill.iceberg.schema import target_schema
 
     t = cfg.tables
     rng = np.random.default_rng(size.seed)

@@ -9,6 +9,7 @@ actor process, its children (the Spark driver JVM) and the RayDP executor proces
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,7 @@ from actors.partition_actor import PartitionWorker
 from backfill.config import Config
 from backfill.core.identifiers import quote_table
 from backfill.core.plan import MergeBatch, PartitionTask, merge_batches
+from backfill.ops.compact import rewrite_sql
 
 SUMMARY_KEYS = ("added-data-files", "deleted-data-files", "added-files-size", "removed-files-size",
                 "added-delete-files", "added-records", "deleted-records", "added-position-deletes",
@@ -46,7 +48,6 @@ class BenchWorker(PartitionWorker):
             return set()
 
     def _sampler(self) -> None:
-        import os
 
         import psutil
 
@@ -197,7 +198,6 @@ class BenchWorker(PartitionWorker):
 
     def compact(self, table: str, partitions: Sequence[str]) -> dict[str, Any]:
         """``iceberg-backfill compact``'s procedure call on ``partitions`` of ``table``, timed."""
-        from backfill.ops.compact import rewrite_sql
 
         self.use_target(table)
         t0 = time.monotonic()

@@ -34,6 +34,7 @@ MAX_CAUSES = 20
 #: Longest failure text kept before the hint (a Java stack trace can run to megabytes).
 MAX_TEXT = 4000
 _CAPTURED_MODULE = "pyspark.errors.exceptions.captured"
+_PY4J_PROTOCOL_MODULE = "py4j.protocol"
 #: Superclasses that say nothing about a failure; the walk up a class's parents stops there.
 _GENERIC_BASES = frozenset({"java.lang.Object", "java.lang.Throwable", "java.lang.Exception",
                             "java.lang.RuntimeException", "java.lang.Error"})
@@ -89,8 +90,12 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def python_error_class(exc: BaseException) -> type[BackfillError]:
-    """TransientError for the Python exceptions in :data:`TRANSIENT_PYTHON_ERRORS`, else PermanentError."""
-    return TransientError if isinstance(exc, TRANSIENT_PYTHON_ERRORS) else PermanentError
+    """TransientError for the Python exceptions in :data:`TRANSIENT_PYTHON_ERRORS` and for
+    py4j's lost gateway (the session's JVM died: a new actor starts a new one), else PermanentError."""
+    if isinstance(exc, TRANSIENT_PYTHON_ERRORS):
+        return TransientError
+    network = _loaded_class(_PY4J_PROTOCOL_MODULE, "Py4JNetworkError")
+    return TransientError if network is not None and isinstance(exc, network) else PermanentError
 
 
 def _java_throwable(exc: BaseException) -> Any | None:
@@ -112,13 +117,18 @@ def _java_throwable(exc: BaseException) -> Any | None:
 
 
 def _captured_exception_class() -> type[BaseException] | None:
-    """pyspark's CapturedException if pyspark's error module is loaded, else None.
+    """pyspark's CapturedException if pyspark's error module is loaded, else None."""
+    return _loaded_class(_CAPTURED_MODULE, "CapturedException")
+
+
+def _loaded_class(module_name: str, class_name: str) -> type[BaseException] | None:
+    """An exception class of ``module_name`` if that module is loaded, else None.
 
     An exception of a module that was never imported cannot be an instance of its classes,
-    so a plain Python failure is classified without importing pyspark.
+    so a plain Python failure is classified without importing pyspark or py4j.
     """
-    module = sys.modules.get(_CAPTURED_MODULE)
-    found = getattr(module, "CapturedException", None) if module is not None else None
+    module = sys.modules.get(module_name)
+    found = getattr(module, class_name, None) if module is not None else None
     return found if isinstance(found, type) and issubclass(found, BaseException) else None
 
 

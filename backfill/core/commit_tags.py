@@ -56,7 +56,7 @@ def tagged_work(props: Mapping[str, str] | None) -> dict[str, str]:
     digs = [d for d in str(props.get(KEY_DIGEST) or "").split(",") if d]
     if not parts or len(parts) != len(digs):
         return {}
-    return dict(zip(parts, digs))
+    return dict(zip(parts, digs, strict=True))
 
 
 def tagged_partitions(props: Mapping[str, str] | None) -> list[str]:

@@ -12,7 +12,6 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 from backfill.core.identifiers import check_backfill_id
 from backfill.core.months import is_month, parse_month
@@ -44,31 +43,93 @@ class Entry:
         return parse_month(self.month)
 
 
-def _describe_row(row: Mapping[str, Any]) -> str:
+def _describe_row(row: Mapping[str, object]) -> str:
     return (f"row (backfill_id={row.get('backfill_id')!r}, acct={row.get('acct')!r}, "
             f"backfill_month={row.get('backfill_month')!r})")
 
 
-def _check_value(value: Any) -> str | None:
+def _parse_value(value: object) -> tuple[Decimal | None, str | None]:
+    """``(decimal, None)`` for a NULL or a value that fits DECIMAL(18,2), else ``(None, why not)``.
+
+    int and str convert exactly; a float or a bool is refused rather than rounded, as its
+    binary value is not the decimal that was meant.
+    """
     if value is None:
-        return None
+        return None, None
     if isinstance(value, bool) or not isinstance(value, (Decimal, int, str)):
-        return f"value {value!r} is not a decimal"
+        return None, f"value {value!r} is not a decimal"
     try:
         d = Decimal(value)
     except (InvalidOperation, ValueError):
-        return f"value {value!r} is not a decimal"
+        return None, f"value {value!r} is not a decimal"
     if not d.is_finite():
-        return f"value {value!r} is not finite"
+        return None, f"value {value!r} is not finite"
     exp = d.as_tuple().exponent
     if isinstance(exp, int) and exp < -VALUE_SCALE:
-        return f"value {value} has more than {VALUE_SCALE} decimal places"
+        return None, f"value {value} has more than {VALUE_SCALE} decimal places"
     if abs(d) >= Decimal(10) ** (VALUE_PRECISION - VALUE_SCALE):
-        return f"value {value} does not fit DECIMAL({VALUE_PRECISION},{VALUE_SCALE})"
-    return None
+        return None, f"value {value} does not fit DECIMAL({VALUE_PRECISION},{VALUE_SCALE})"
+    return d, None
 
 
-def validate_rows(rows: Iterable[Mapping[str, Any]], value_columns: Sequence[str]) -> list[Entry]:
+def _row_key(row: Mapping[str, object]) -> tuple[str, int, str]:
+    """``(backfill_id, acct, month)`` of a row; raises InputError at the first bad one.
+
+    A row whose key is bad is reported once, for its key: its values cannot be placed.
+    """
+    bid = check_backfill_id(row.get("backfill_id"))
+    acct = row.get("acct")
+    if acct is None:
+        raise InputError("account is NULL")
+    if isinstance(acct, bool) or not isinstance(acct, int) or not _LONG_MIN <= acct <= _LONG_MAX:
+        raise InputError(f"account {acct!r} is not a 64-bit integer")
+    month = row.get("backfill_month")
+    if not is_month(month):
+        raise InputError(f"backfill_month {month!r} is not of the form 'YYYY-MM'")
+    return bid, acct, month
+
+
+def _row_values(row: Mapping[str, object],
+                value_columns: Sequence[str]) -> tuple[tuple[Decimal | None, ...], list[str]]:
+    """The row's values in column order, and one problem per column that does not fit.
+
+    Every column is checked, so a row with several bad values is fixed in one go.
+    """
+    values: list[Decimal | None] = []
+    problems: list[str] = []
+    for col in value_columns:
+        value, err = _parse_value(row.get(col))
+        if err:
+            problems.append(f"column {col!r}: {err}")
+        else:
+            values.append(value)
+    return tuple(values), problems
+
+
+def _row_entry(row: Mapping[str, object], value_columns: Sequence[str]) -> tuple[Entry | None, list[str]]:
+    """The row's entry, or None and the problems (without the row's description) that stop it."""
+    try:
+        bid, acct, month = _row_key(row)
+    except InputError as exc:
+        return None, [str(exc)]
+    values, problems = _row_values(row, value_columns)
+    if problems:
+        return None, problems
+    return Entry(month=month, acct=acct, backfill_id=bid, values=values), []
+
+
+def _invalid_rows(problems: Sequence[str]) -> InputError:
+    """One error for the whole batch, capped so that a wholly bad staging table stays readable."""
+    shown = problems[:_MAX_REPORTED]
+    more = len(problems) - len(shown)
+    tail = f"\n  ... and {more} more" if more else ""
+    return InputError(
+        f"{len(problems)} invalid staging row(s); nothing was written:\n  "
+        + "\n  ".join(shown) + tail
+    )
+
+
+def validate_rows(rows: Iterable[Mapping[str, object]], value_columns: Sequence[str]) -> list[Entry]:
     """Turn staging rows into entries, or raise one InputError listing every bad row.
 
     Checks: backfill id shape, NULL or out-of-range account, malformed month, values
@@ -80,52 +141,21 @@ def validate_rows(rows: Iterable[Mapping[str, Any]], value_columns: Sequence[str
     seen: dict[tuple[int, str], str] = {}
     for row in rows:
         where = _describe_row(row)
-        bid = row.get("backfill_id")
-        try:
-            check_backfill_id(bid)
-        except InputError as exc:
-            problems.append(f"{where}: {exc}")
+        entry, row_problems = _row_entry(row, value_columns)
+        problems += [f"{where}: {p}" for p in row_problems]
+        if entry is None:
             continue
-        acct = row.get("acct")
-        if acct is None:
-            problems.append(f"{where}: account is NULL")
-            continue
-        if isinstance(acct, bool) or not isinstance(acct, int) or not _LONG_MIN <= acct <= _LONG_MAX:
-            problems.append(f"{where}: account {acct!r} is not a 64-bit integer")
-            continue
-        month = row.get("backfill_month")
-        if not is_month(month):
-            problems.append(f"{where}: backfill_month {month!r} is not of the form 'YYYY-MM'")
-            continue
-        values: list[Decimal | None] = []
-        bad = False
-        for col in value_columns:
-            v = row.get(col)
-            err = _check_value(v)
-            if err:
-                problems.append(f"{where}: column {col!r}: {err}")
-                bad = True
-                continue
-            values.append(None if v is None else Decimal(v))
-        if bad:
-            continue
-        key = (acct, month)
+        key = (entry.acct, entry.month)
         if key in seen:
             problems.append(
-                f"{where}: duplicate entry for acct={acct} month={month!r} "
+                f"{where}: duplicate entry for acct={entry.acct} month={entry.month!r} "
                 f"(also staged under backfill_id={seen[key]!r}); keep one pending row per account and month"
             )
             continue
-        seen[key] = bid
-        entries.append(Entry(month=month, acct=acct, backfill_id=bid, values=tuple(values)))
+        seen[key] = entry.backfill_id
+        entries.append(entry)
     if problems:
-        shown = problems[:_MAX_REPORTED]
-        more = len(problems) - len(shown)
-        tail = f"\n  ... and {more} more" if more else ""
-        raise InputError(
-            f"{len(problems)} invalid staging row(s); nothing was written:\n  "
-            + "\n  ".join(shown) + tail
-        )
+        raise _invalid_rows(problems)
     entries.sort()
     return entries
 

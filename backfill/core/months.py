@@ -8,6 +8,7 @@ are what made the naive approach read the wrong partitions.
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 from backfill.errors import InputError
 
@@ -16,7 +17,7 @@ from backfill.errors import InputError
 _MONTH_RE = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 
 
-def is_month(value: object) -> bool:
+def is_month(value: object) -> TypeGuard[str]:
     """True when ``value`` is a string of the exact form 'YYYY-MM' with a month 01..12."""
     return isinstance(value, str) and _MONTH_RE.fullmatch(value) is not None
 

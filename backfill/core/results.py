@@ -6,9 +6,13 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeAlias
 
 from backfill.core.secrets import scrub
 from backfill.core.states import DONE_STATUSES, AttemptStatus
+
+#: A value of an audit table row, as the audit writer takes it (timestamps as datetimes).
+AuditValue: TypeAlias = str | int | float | datetime | None
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,13 @@ class PartitionOutcome:
     actor: str | None = None
     node: str | None = None
 
+    def __post_init__(self) -> None:
+        """Accept a status given as its string value (audit rows and older callers), as the member.
+
+        Every reader then gets an ``AttemptStatus``; an unknown string fails here, not in the audit.
+        """
+        object.__setattr__(self, "status", AttemptStatus(self.status))
+
     @property
     def ok(self) -> bool:
         return self.status in DONE_STATUSES
@@ -81,8 +92,8 @@ class PartitionOutcome:
     def duration_seconds(self) -> float:
         return (self.completed_at - self.started_at).total_seconds()
 
-    def audit_row(self, backfill_id: str, run_id: str) -> dict:
-        row = {
+    def audit_row(self, backfill_id: str, run_id: str) -> dict[str, AuditValue]:
+        row: dict[str, AuditValue] = {
             "backfill_id": backfill_id, "run_id": run_id, "target_partition": self.partition,
             "status": str(self.status), "attempt": self.attempt, "entries": self.entries,
             "rows_updated": self.rows_updated, "missing_rows": self.missing_rows,
@@ -143,7 +154,8 @@ class RunResult:
         lines = [
             f"backfill {', '.join(self.backfill_ids)}  run {self.run_id}",
             f"  partitions planned {self.planned}: committed {count(AttemptStatus.COMMITTED)}, "
-            f"already committed {count(AttemptStatus.ALREADY_COMMITTED)}, no matching rows {count(AttemptStatus.NOOP)}, "
+            f"already committed {count(AttemptStatus.ALREADY_COMMITTED)}, "
+            f"no matching rows {count(AttemptStatus.NOOP)}, "
             f"failed {len(self.failed_partitions)}"
             + (f", not started {len(self.not_started)}" if self.not_started else "")
             + (f", skipped by --resume-from {len(self.skipped_by_resume)}" if self.skipped_by_resume else ""),

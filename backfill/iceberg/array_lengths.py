@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from backfill.config import Config
+from backfill.iceberg.filters import equal, one_of
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -69,7 +70,7 @@ def overlong_note(found: Iterable[Overlong], window: int, when: str) -> str | No
 def find_overlong(target: Table, cfg: Config, tasks: Sequence[PartitionTask]) -> tuple[list[Overlong], str | None]:
     """Over-long arrays among the rows ``tasks`` will touch, and a note when the check was skipped."""
     import pyarrow.compute as pc
-    from pyiceberg.expressions import And, EqualTo, In
+    from pyiceberg.expressions import And
 
     t = cfg.tables
     accounts = {e.acct for task in tasks for e in task.entries}
@@ -80,7 +81,7 @@ def find_overlong(target: Table, cfg: Config, tasks: Sequence[PartitionTask]) ->
     found: list[Overlong] = []
     for task in tasks:
         accts = {e.acct for e in task.entries}
-        scan = target.scan(row_filter=And(EqualTo(t.month_column, task.partition), In(t.account_column, accts)),
+        scan = target.scan(row_filter=And(equal(t.month_column, task.partition), one_of(t.account_column, accts)),
                            selected_fields=(t.account_column, *columns))
         data = scan.to_arrow()  # vectorised: no Python objects per array element
         for column in columns:

@@ -16,9 +16,9 @@ from backfill.errors import TableError
 
 if TYPE_CHECKING:
     from pyiceberg.schema import Schema
+    from pyiceberg.types import DecimalType
 
 
-STAGING_STATUSES = ("pending", "applied", "rejected")
 
 #: Staging bookkeeping columns besides the configured value columns, in table order.
 STAGING_HEAD = ("backfill_id", "acct", "backfill_month")
@@ -32,7 +32,7 @@ AUDIT_COLUMNS = (
 )
 
 
-def _decimal():
+def _decimal() -> DecimalType:
     from pyiceberg.types import DecimalType
 
     return DecimalType(VALUE_PRECISION, VALUE_SCALE)
@@ -159,9 +159,8 @@ def check_staging_schema(cfg: Config, live: Schema, table_name: str) -> None:
             problems.append(f"value column {name!r} (configured) is missing")
         elif not (isinstance(f.field_type, DecimalType) and f.field_type.precision == VALUE_PRECISION
                   and f.field_type.scale == VALUE_SCALE):
-            problems.append(
-                f"value column {name!r} is {_describe(f.field_type)}, expected decimal({VALUE_PRECISION}, {VALUE_SCALE})"
-            )
+            problems.append(f"value column {name!r} is {_describe(f.field_type)}, "
+                            f"expected decimal({VALUE_PRECISION}, {VALUE_SCALE})")
     known = set(STAGING_HEAD) | set(STAGING_TAIL) | configured
     extra = sorted(n for n in by_name if n not in known)
     if extra:

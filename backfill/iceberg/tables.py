@@ -14,6 +14,7 @@ from backfill.config import Config
 from backfill.core.commit_tags import tagged_work
 from backfill.core.states import StagingStatus
 from backfill.errors import TableError
+from backfill.iceberg.filters import equal, one_of
 from backfill.iceberg.schema import (
     audit_schema,
     check_staging_schema,
@@ -23,8 +24,13 @@ from backfill.iceberg.schema import (
 )
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyiceberg.catalog import Catalog
+    from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.partitioning import PartitionSpec
+    from pyiceberg.schema import Schema
     from pyiceberg.table import Table
+    from pyiceberg.table.sorting import SortOrder
 
 #: Target table properties set by ``setup`` (plus write mode and format, from the config).
 #: Iceberg's own commit retries are raised because several partition MERGEs commit to one
@@ -83,8 +89,8 @@ def create_audit(catalog: Catalog, cfg: Config) -> tuple[Table, bool]:
     return _create(catalog, cfg, "audit", audit_schema(), None, None, BOOKKEEPING_PROPERTIES)
 
 
-def _create(catalog: Catalog, cfg: Config, which: str, schema: Any, spec: Any, order: Any,
-            properties: dict[str, str]) -> tuple[Table, bool]:
+def _create(catalog: Catalog, cfg: Config, which: str, schema: Schema, spec: PartitionSpec | None,
+            order: SortOrder | None, properties: dict[str, str]) -> tuple[Table, bool]:
     from pyiceberg.exceptions import NoSuchTableError
 
     ident = identifier(cfg, which)
@@ -143,14 +149,15 @@ class StagingRead:
 
 def read_pending(table: Table, backfill_ids: Sequence[str], month: str | None = None) -> StagingRead:
     """Pending rows of ``backfill_ids`` (optionally one month) from the current snapshot."""
-    from pyiceberg.expressions import And, EqualTo, In
+    from pyiceberg.expressions import And
 
     snap = table.current_snapshot()
     if snap is None:
         return StagingRead(None, [])
-    flt: Any = And(In("backfill_id", set(backfill_ids)), EqualTo("status", StagingStatus.PENDING.value))
+    flt: BooleanExpression = And(one_of("backfill_id", set(backfill_ids)),
+                                 equal("status", StagingStatus.PENDING.value))
     if month is not None:
-        flt = And(flt, EqualTo("backfill_month", month))
+        flt = And(flt, equal("backfill_month", month))
     arrow = table.scan(row_filter=flt, snapshot_id=snap.snapshot_id).to_arrow()
     return StagingRead(snap.snapshot_id, arrow.to_pylist())
 
@@ -165,7 +172,7 @@ def committed_digests(table: Table) -> dict[tuple[str, str], int]:
     return found
 
 
-def to_arrow(rows: Iterable[dict[str, Any]], schema: Any) -> Any:
+def to_arrow(rows: Iterable[dict[str, Any]], schema: Schema) -> pa.Table:
     """Arrow table for ``rows`` in the Iceberg ``schema`` (column order and types)."""
     import pyarrow as pa
     from pyiceberg.io.pyarrow import schema_to_pyarrow

@@ -12,13 +12,19 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from backfill.config import Config
 from backfill.errors import ConfigError
 from backfill.iceberg import tables
+from backfill.iceberg.filters import is_null, less_than
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.table import Table
 
 DEFAULT_DAYS_TO_KEEP = 90
 
@@ -38,12 +44,12 @@ def is_expired(row: dict[str, Any], limit: datetime) -> bool:
     return ts is not None and ts < limit
 
 
-def old_rows_filter(limit: datetime) -> Any:
+def old_rows_filter(limit: datetime) -> BooleanExpression:
     """pyiceberg expression: completed before ``limit``, or never completed and started before it."""
-    from pyiceberg.expressions import And, IsNull, LessThan, Or
+    from pyiceberg.expressions import And, Or
 
     iso = limit.astimezone(timezone.utc).isoformat()
-    return Or(LessThan("completed_at", iso), And(IsNull("completed_at"), LessThan("started_at", iso)))
+    return Or(less_than("completed_at", iso), And(is_null("completed_at"), less_than("started_at", iso)))
 
 
 @dataclass(frozen=True)
@@ -65,14 +71,14 @@ class CleanupResult:
         return [f"removed {self.total} audit row(s) older than {when}"]
 
 
-def _count(table: Any, limit: datetime) -> Counter[str]:
+def _count(table: Table, limit: datetime) -> Counter[str]:
     if table.current_snapshot() is None:
         return Counter()
     arrow = table.scan(row_filter=old_rows_filter(limit), selected_fields=("backfill_id",)).to_arrow()
     return Counter(str(b) for b in arrow.column("backfill_id").to_pylist())
 
 
-def cleanup_audits(catalog: Any, cfg: Config, days_to_keep: int = DEFAULT_DAYS_TO_KEEP,
+def cleanup_audits(catalog: Catalog, cfg: Config, days_to_keep: int = DEFAULT_DAYS_TO_KEEP,
                    dry_run: bool = False, now: datetime | None = None) -> CleanupResult:
     """Count (dry run) or delete audit rows older than ``days_to_keep`` days."""
     from pyiceberg.exceptions import CommitFailedException

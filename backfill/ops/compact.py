@@ -31,6 +31,7 @@ from backfill.core.identifiers import check_backfill_id, month_literal, quote_id
 from backfill.core.months import is_month
 from backfill.errors import BackfillError, InputError
 from backfill.iceberg import tables
+from backfill.iceberg.filters import equal
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -127,10 +128,10 @@ def rewrite_sql(cfg: Config, partition: str) -> str:
             f"table => '{namespace}.{table}', where => \"{where}\", options => map({options}))")
 
 
-def backfilled_partitions(table: Any, backfill_ids: Sequence[str]) -> list[str]:
+def backfilled_partitions(table: Table, backfill_ids: Sequence[str]) -> list[str]:
     """Partitions with a commit of any of ``backfill_ids`` (from snapshot summaries), newest first."""
     ids = {check_backfill_id(b) for b in backfill_ids}
-    found = set()
+    found: set[str] = set()
     for snap in table.metadata.snapshots:
         props = snap.summary.additional_properties if snap.summary else {}
         if ids & tagged_ids(props):
@@ -138,13 +139,11 @@ def backfilled_partitions(table: Any, backfill_ids: Sequence[str]) -> list[str]:
     return sorted(found, reverse=True)
 
 
-def file_stats(table: Any, month_column: str, partition: str) -> FileStats:
+def file_stats(table: Table, month_column: str, partition: str) -> FileStats:
     """Live data and delete files of ``partition`` (scan planning, metadata only)."""
-    from pyiceberg.expressions import EqualTo
-
     data = deletes = data_bytes = delete_bytes = 0
     seen: set[str] = set()
-    for task in table.scan(row_filter=EqualTo(month_column, partition)).plan_files():
+    for task in table.scan(row_filter=equal(month_column, partition)).plan_files():
         data += 1
         data_bytes += task.file.file_size_in_bytes
         for d in task.delete_files:
@@ -169,7 +168,7 @@ def compact(cfg: Config, catalog: Catalog, resolved_catalog: ResolvedCatalog, pa
     if dry_run:
         stats = [file_stats(target, month, p) for p in partitions]
         return CompactionResult(tuple(PartitionCompaction(p, s, s, 0, 0, 0, 0.0)
-                                      for p, s in zip(partitions, stats)), 0.0, dry_run=True)
+                                      for p, s in zip(partitions, stats, strict=True)), 0.0, dry_run=True)
     say = progress or log.info
     t0 = time.monotonic()
     done: list[PartitionCompaction] = []

@@ -29,8 +29,16 @@ from typing import TYPE_CHECKING, Any
 from backfill.core.states import AttemptStatus, StagingStatus
 from backfill.errors import ConfigError
 from backfill.iceberg import tables
+from backfill.iceberg.filters import equal
 
 if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.manifest import DataFile
+    from pyiceberg.partitioning import PartitionSpec
+    from pyiceberg.table import Table
+
+    from backfill.config import Config
     from backfill.prepared import PreparedRun
 
 #: Fewest past partitions the model is fitted to; below this the defaults are used.
@@ -72,7 +80,10 @@ def iceberg_bucket(num_buckets: int, acct: int) -> int:
     from pyiceberg.transforms import BucketTransform
     from pyiceberg.types import LongType
 
-    return int(BucketTransform(num_buckets).transform(LongType())(acct))
+    bucket = BucketTransform(num_buckets).transform(LongType())(acct)
+    if bucket is None:  # the transform maps only a missing value to no bucket
+        raise TypeError(f"account {acct!r} has no bucket: accounts are whole numbers")
+    return bucket
 
 
 def may_hold_any(bounds: FileBounds, sorted_accounts: Sequence[int],
@@ -114,7 +125,7 @@ def count_candidates(files: Iterable[FileBounds], accounts: Iterable[int],
     return n, size
 
 
-def decode_bounds(data_file: Any, field_id: int, field_type: Any,
+def decode_bounds(data_file: DataFile, field_id: int, field_type: Any,
                   bucket_pos: int | None = None, num_buckets: int | None = None) -> FileBounds:
     """FileBounds of a pyiceberg DataFile: account bounds decoded, bucket read from its partition."""
     from pyiceberg.conversions import from_bytes
@@ -133,7 +144,7 @@ def decode_bounds(data_file: Any, field_id: int, field_type: Any,
                       bucket, num_buckets if bucket is not None else None)
 
 
-def _bucket_field(spec: Any, source_id: int) -> tuple[int | None, int | None]:
+def _bucket_field(spec: PartitionSpec, source_id: int) -> tuple[int | None, int | None]:
     """(position, num_buckets) of the spec's bucket field on the account column, if any."""
     from pyiceberg.transforms import BucketTransform
 
@@ -143,13 +154,11 @@ def _bucket_field(spec: Any, source_id: int) -> tuple[int | None, int | None]:
     return None, None
 
 
-def partition_files(table: Any, month_column: str, account_column: str, partition: str) -> list[FileBounds]:
+def partition_files(table: Table, month_column: str, account_column: str, partition: str) -> list[FileBounds]:
     """Data files of one month partition (scan planning restricted to it)."""
-    from pyiceberg.expressions import EqualTo
-
     field = table.schema().find_field(account_column)
     specs = table.specs()
-    tasks = table.scan(row_filter=EqualTo(month_column, partition)).plan_files()
+    tasks = table.scan(row_filter=equal(month_column, partition)).plan_files()
     out = []
     for t in tasks:
         pos, n = _bucket_field(specs[t.file.spec_id], field.field_id)
@@ -235,14 +244,13 @@ def audit_samples(rows: Iterable[Mapping[str, Any]]) -> list[tuple[float, float]
     return out
 
 
-def read_audit_samples(audit_table: Any) -> list[tuple[float, float]]:
-    from pyiceberg.expressions import EqualTo
-
+def read_audit_samples(audit_table: Table) -> list[tuple[float, float]]:
     if audit_table.current_snapshot() is None:
         return []
     cols = ("status", "run_id", "target_partition", "attempt", "duration_seconds",
             "bytes_read", "bytes_written")
-    rows = audit_table.scan(row_filter=EqualTo("status", AttemptStatus.COMMITTED.value), selected_fields=cols).to_arrow()
+    committed = equal("status", AttemptStatus.COMMITTED.value)
+    rows = audit_table.scan(row_filter=committed, selected_fields=cols).to_arrow()
     return audit_samples(rows.to_pylist())
 
 
@@ -326,7 +334,7 @@ class Estimate:
         return out
 
 
-def estimate(prepared: PreparedRun, catalog: Any, max_parallel: int | None = None) -> Estimate:
+def estimate(prepared: PreparedRun, catalog: Catalog, max_parallel: int | None = None) -> Estimate:
     """Estimate a prepared run from target metadata and past audit rows."""
     cfg, plan = prepared.cfg, prepared.plan
     slots = max_parallel if max_parallel is not None else cfg.max_parallel
@@ -358,15 +366,15 @@ def estimate(prepared: PreparedRun, catalog: Any, max_parallel: int | None = Non
         partition_seconds=sum(durations), wall_seconds=start + makespan(durations, slots))
 
 
-def pending_backfill_ids(catalog: Any, cfg: Any, month: str | None) -> list[str]:
+def pending_backfill_ids(catalog: Catalog, cfg: Config, month: str | None) -> list[str]:
     """Backfill ids with pending rows (of ``month``): the seed's estimate names no id."""
-    from pyiceberg.expressions import And, EqualTo
+    from pyiceberg.expressions import And
 
     staging = tables.load(catalog, cfg, "staging")
     if staging.current_snapshot() is None:
         return []
-    flt: Any = EqualTo("status", StagingStatus.PENDING.value)
+    flt: BooleanExpression = equal("status", StagingStatus.PENDING.value)
     if month is not None:
-        flt = And(flt, EqualTo("backfill_month", month))
+        flt = And(flt, equal("backfill_month", month))
     col = staging.scan(row_filter=flt, selected_fields=("backfill_id",)).to_arrow().column("backfill_id")
     return sorted({b for b in col.to_pylist() if b is not None})

@@ -13,15 +13,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backfill.core.states import AttemptStatus
 from backfill.ops.status import as_utc, partition_states, totals, unique_rows
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
 FORMATS = ("text", "markdown", "json")
 SLOWEST = 5
-#: Bar colours of the timeline, by attempt status.
-STATUS_COLORS = {AttemptStatus.COMMITTED: "#2e7d32", AttemptStatus.ALREADY_COMMITTED: "#78909c",
+#: Bar colours of the timeline, by attempt status (keyed by str so a status read back
+#: from the audit table finds its colour too).
+STATUS_COLORS: dict[str, str] = {AttemptStatus.COMMITTED: "#2e7d32", AttemptStatus.ALREADY_COMMITTED: "#78909c",
                  AttemptStatus.NOOP: "#bdbdbd", AttemptStatus.FAILED: "#c62828",
                  AttemptStatus.INTERRUPTED: "#ef6c00"}
 DRIVER_LANE = "driver"
@@ -69,6 +73,12 @@ class Report:
         return cls(**data)
 
 
+def _only_backfill_id(rows: Sequence[dict[str, Any]]) -> str | None:
+    """The backfill id the rows share; None when they mix several, so no title claims one."""
+    ids = {r.get("backfill_id") for r in rows}
+    return ids.pop() if len(ids) == 1 else None
+
+
 def attempt_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Real attempts (no 'planned' rows, no duplicates across backfill ids)."""
     return [r for r in unique_rows(rows) if r.get("status") != AttemptStatus.PLANNED]
@@ -102,8 +112,7 @@ def build_report(rows: Sequence[dict[str, Any]], backfill_id: str | None = None)
     """Aggregate audit rows of one backfill id (any number of runs) into a Report."""
     rows = unique_rows(rows)
     if backfill_id is None:
-        ids = {r.get("backfill_id") for r in rows}
-        backfill_id = ids.pop() if len(ids) == 1 else None
+        backfill_id = _only_backfill_id(rows)
     states = partition_states(rows)
     t = totals(states)
     attempts = attempt_rows(rows)
@@ -214,32 +223,67 @@ def timeline_png(rows: Sequence[dict[str, Any]], path: str | Path,
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
 
     attempts = [r for r in attempt_rows(rows)
                 if as_utc(r.get("started_at")) or as_utc(r.get("completed_at"))]
-    if backfill_id is None:
-        ids = {r.get("backfill_id") for r in rows}
-        backfill_id = ids.pop() if len(ids) == 1 else None
-    starts = [as_utc(r.get("started_at")) for r in rows if r.get("started_at") is not None]
-    t0 = min(starts) if starts else None
-
-    def secs(ts: Any) -> float:
-        v = as_utc(ts)
-        return (v - t0).total_seconds() if v is not None and t0 is not None else 0.0
-
-    lanes: dict[str, float] = {}
-    for r in sorted(attempts, key=lambda r: secs(r.get("started_at") or r.get("completed_at"))):
-        lanes.setdefault(r.get("actor") or DRIVER_LANE, 0.0)
-    names = list(lanes)
-    span = max([secs(r.get("completed_at")) for r in attempts] + [1.0])
-    min_w = span * 0.004
+    clock = _Clock(min((t for r in rows if (t := as_utc(r.get("started_at"))) is not None), default=None))
+    names = _lanes(attempts, clock)
+    span = max([clock(r.get("completed_at")) for r in attempts] + [1.0])
     fig, ax = plt.subplots(figsize=(11, 1.6 + 0.6 * max(1, len(names))), dpi=110)
-    narrow: dict[tuple[int, int], list[str]] = {}  # labels of bars too short to hold text
+    narrow = _draw_bars(ax, attempts, names, clock, span)
+    _draw_narrow_labels(ax, narrow, span)
+    _draw_frame(ax, attempts, names, span)
+    shown_id = backfill_id if backfill_id is not None else _only_backfill_id(rows)
+    ax.set_title(f"backfill {shown_id or '?'}: {len(attempts)} attempts on {len(names)} lane(s)")
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, format="png")
+    plt.close(fig)
+    return out
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """Seconds since the first start of the run; bars are placed on this one axis.
+
+    A missing time (or a run with no start at all) reads as 0 so a half-written audit
+    row still gets drawn instead of failing the whole picture.
+    """
+
+    t0: datetime | None
+
+    def __call__(self, ts: datetime | None) -> float:
+        v = as_utc(ts)
+        return (v - self.t0).total_seconds() if v is not None and self.t0 is not None else 0.0
+
+    def extent(self, row: dict[str, Any]) -> tuple[float, float]:
+        """(start, end) of an attempt; one recorded end alone stands for both."""
+        return (self(row.get("started_at") or row.get("completed_at")),
+                self(row.get("completed_at") or row.get("started_at")))
+
+
+def _lane(row: dict[str, Any]) -> str:
+    return row.get("actor") or DRIVER_LANE
+
+
+def _lanes(attempts: Sequence[dict[str, Any]], clock: _Clock) -> list[str]:
+    """Lane names, top to bottom in the order the lanes first got work."""
+    ordered = sorted(attempts, key=lambda r: clock(r.get("started_at") or r.get("completed_at")))
+    return list(dict.fromkeys(_lane(r) for r in ordered))
+
+
+def _draw_bars(ax: Axes, attempts: Sequence[dict[str, Any]], names: list[str], clock: _Clock,
+               span: float) -> dict[tuple[int, int], list[str]]:
+    """One bar per attempt, labelled inside when the label fits.
+
+    Returns the labels that did not fit, by (lane, slot of 2% of the span), so that a
+    burst of short attempts gets one summary label instead of unreadable overlapping text.
+    """
+    min_w = span * 0.004
+    narrow: dict[tuple[int, int], list[str]] = {}
     for r in attempts:
-        s = secs(r.get("started_at") or r.get("completed_at"))
-        e = secs(r.get("completed_at") or r.get("started_at"))
-        y = names.index(r.get("actor") or DRIVER_LANE)
+        s, e = clock.extent(r)
+        y = names.index(_lane(r))
         status = str(r.get("status"))
         ax.barh(y, max(e - s, min_w), left=s, height=0.6,
                 color=STATUS_COLORS.get(status, "#6a1b9a"), edgecolor="black", linewidth=0.5)
@@ -247,12 +291,23 @@ def timeline_png(rows: Sequence[dict[str, Any]], path: str | Path,
         label = str(r.get("target_partition")) + (f" #{attempt}" if attempt > 1 else "")
         if e - s >= span * 0.009 * (len(label) + 2):
             ax.text((s + e) / 2, y, label, ha="center", va="center", fontsize=7,
-                    color="black" if status == "noop" else "white")
+                    color="black" if status == AttemptStatus.NOOP else "white")
         else:
             narrow.setdefault((y, round(s / (span * 0.02))), []).append(label)
+    return narrow
+
+
+def _draw_narrow_labels(ax: Axes, narrow: dict[tuple[int, int], list[str]], span: float) -> None:
+    """Labels of bars too short to hold text, above their lane: one, or the range of several."""
     for (y, slot), labels in narrow.items():
         text = labels[0] if len(labels) == 1 else f"{min(labels)}..{max(labels)} ({len(labels)})"
         ax.text(slot * span * 0.02, y - 0.34, text, ha="left", va="bottom", fontsize=6)
+
+
+def _draw_frame(ax: Axes, attempts: Sequence[dict[str, Any]], names: list[str], span: float) -> None:
+    """Lane names, time axis, and a legend of only the statuses that occur."""
+    from matplotlib.patches import Patch
+
     ax.set_yticks(range(len(names)))
     ax.set_yticklabels([_short(n) for n in names], fontsize=8)
     ax.set_ylim(len(names) - 0.4, -0.8)
@@ -260,14 +315,8 @@ def timeline_png(rows: Sequence[dict[str, Any]], path: str | Path,
     ax.set_xlabel("seconds since run start")
     ax.grid(axis="x", linestyle=":", linewidth=0.6)
     present = [s for s in STATUS_COLORS if any(r.get("status") == s for r in attempts)]
-    ax.legend(handles=[Patch(color=STATUS_COLORS[s], label=s.value.replace("_", " ")) for s in present],
+    ax.legend(handles=[Patch(color=STATUS_COLORS[s], label=s.replace("_", " ")) for s in present],
               loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-    ax.set_title(f"backfill {backfill_id or '?'}: {len(attempts)} attempts on {len(names)} lane(s)")
-    fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, format="png")
-    plt.close(fig)
-    return out
 
 
 def _short(actor: str, width: int = 28) -> str:

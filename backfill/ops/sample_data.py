@@ -16,6 +16,7 @@ from typing import Any
 
 from backfill.config import Config
 from backfill.core.months import add_months, month_range, parse_month
+from backfill.core.states import StagingStatus
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def staging_rows(cfg: Config, spec: SampleSpec) -> list[dict[str, Any]]:
         for month in sorted(months):
             row: dict[str, Any] = {
                 "backfill_id": spec.backfill_id, "acct": acct, "backfill_month": month,
-                "status": "pending",
+                "status": StagingStatus.PENDING.value,
             }
             for hc in t.history_columns:
                 row[hc.value_column] = None if rng.random() < spec.null_value_rate else _money(rng)

@@ -10,15 +10,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from backfill.config import Config
+from backfill.core.states import StagingStatus
 from backfill.iceberg import tables
 from backfill.iceberg.schema import staging_schema, target_schema
 from backfill.ops.sample_data import SampleSpec, staging_rows, target_rows
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,9 @@ class SetupResult:
 
 def setup_tables(catalog: Catalog, cfg: Config, sample: SampleSpec | None = None) -> SetupResult:
     """Create missing tables; with ``sample``, fill an empty target and stage entries."""
-    created, existing = [], []
-    handles = {}
+    created: list[str] = []
+    existing: list[str] = []
+    handles: dict[str, Table] = {}
     for which, create in (("target", tables.create_target), ("staging", tables.create_staging),
                           ("audit", tables.create_audit)):
         table, new = create(catalog, cfg)
@@ -71,7 +74,7 @@ def setup_tables(catalog: Catalog, cfg: Config, sample: SampleSpec | None = None
     return SetupResult(tuple(created), tuple(existing), n_target, n_staged)
 
 
-def stage_rows(catalog: Catalog, cfg: Config, rows: list[dict]) -> int:
+def stage_rows(catalog: Catalog, cfg: Config, rows: list[dict[str, Any]]) -> int:
     """Append rows to staging (tests and the Python API); created_at/status defaulted."""
     staging = tables.load(catalog, cfg, "staging")
     now = datetime.now(timezone.utc)
@@ -79,7 +82,7 @@ def stage_rows(catalog: Catalog, cfg: Config, rows: list[dict]) -> int:
     for r in rows:
         r = dict(r)
         r.setdefault("created_at", now)
-        r.setdefault("status", "pending")
+        r.setdefault("status", StagingStatus.PENDING.value)
         full.append(r)
     staging.append(tables.to_arrow(full, staging_schema(cfg)))
     return len(full)

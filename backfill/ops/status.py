@@ -17,8 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from backfill.core.states import DONE_STATUSES, AttemptStatus, PartitionProgress
 from backfill.iceberg import tables
+from backfill.iceberg.filters import equal
 
 if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.expressions import BooleanExpression
+
     from backfill.config import Config
 
 
@@ -30,22 +34,23 @@ _DONE_ORDER = tuple(s.value for s in AttemptStatus if s in DONE_STATUSES)
 # ------------------------------------------------------------------------ loading
 
 
-def load_audit_rows(catalog: Any, cfg: Config, backfill_id: str,
+def load_audit_rows(catalog: Catalog, cfg: Config, backfill_id: str,
                     run_id: str | None = None) -> list[dict[str, Any]]:
     """Audit rows of ``backfill_id`` (optionally one run) from the current audit snapshot.
 
     The filter is pushed into the pyiceberg scan so only matching data files are read;
     a missing audit table raises TableError (exit 4) with the usual setup hint.
     """
-    from pyiceberg.expressions import And, EqualTo
+    from pyiceberg.expressions import And
 
     table = tables.load(catalog, cfg, "audit")
     if table.current_snapshot() is None:
         return []
-    flt: Any = EqualTo("backfill_id", backfill_id)
+    flt: BooleanExpression = equal("backfill_id", backfill_id)
     if run_id is not None:
-        flt = And(flt, EqualTo("run_id", run_id))
-    return table.scan(row_filter=flt).to_arrow().to_pylist()
+        flt = And(flt, equal("run_id", run_id))
+    rows: list[dict[str, Any]] = table.scan(row_filter=flt).to_arrow().to_pylist()
+    return rows
 
 
 # ------------------------------------------------------------------------ pure logic
@@ -177,7 +182,7 @@ def format_status(states: Sequence[PartitionState], backfill_id: str | None = No
 
     def fmt(r: Sequence[str]) -> str:
         return "  ".join(v.rjust(w) if i in right else v.ljust(w)
-                         for i, (v, w) in enumerate(zip(r, widths))).rstrip()
+                         for i, (v, w) in enumerate(zip(r, widths, strict=True))).rstrip()
 
     t = totals(states)
     done_detail = ", ".join(f"{st.replace('_', ' ')} {t[st]}" for st in _DONE_ORDER if t[st])

@@ -21,12 +21,17 @@ from backfill.core.commit_tags import tagged_ids, tagged_partitions
 from backfill.core.entries import Entry, validate_rows
 from backfill.core.identifiers import check_backfill_id
 from backfill.core.months import parse_month
-from backfill.errors import InputError
+from backfill.core.states import StagingStatus
+from backfill.errors import InputError, TableError
 from backfill.iceberg import tables
 from backfill.iceberg.array_lengths import Overlong, overlong_in_rows, overlong_note
+from backfill.iceberg.filters import equal, one_of
 
 if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.expressions import BooleanExpression
     from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
 
 _MAX_LISTED = 50
 
@@ -77,10 +82,10 @@ class VerifyReport:
         return out
 
 
-def first_commits(table: Table, backfill_ids: Sequence[str]) -> dict[str, Any]:
+def first_commits(table: Table, backfill_ids: Sequence[str]) -> dict[str, Snapshot]:
     """{partition: earliest snapshot} among commits tagged with any of ``backfill_ids``."""
     wanted = set(backfill_ids)
-    found: dict[str, Any] = {}
+    found: dict[str, Snapshot] = {}
     for snap in sorted(table.metadata.snapshots, key=lambda s: s.sequence_number or 0):
         props = snap.summary.additional_properties if snap.summary else {}
         if tagged_ids(props) & wanted:
@@ -98,13 +103,13 @@ def expected_updates(entries: Iterable[Entry], partition: str, window: int,
         k = p - e.month_index
         if not 0 <= k <= window - 1:
             continue
-        for col, v in zip(columns, e.values):
+        for col, v in zip(columns, e.values, strict=True):
             if v is not None:
                 out[e.acct][col][k] = v
     return out
 
 
-def check_row(partition: str, acct: int, before: dict | None, after: dict | None,
+def check_row(partition: str, acct: int, before: dict[str, Any] | None, after: dict[str, Any] | None,
               updates: dict[str, dict[int, Decimal]], history: Sequence[str], window: int,
               ) -> tuple[list[Mismatch], int]:
     """Mismatches of one row and the number of array elements checked."""
@@ -154,22 +159,38 @@ def check_row(partition: str, acct: int, before: dict | None, after: dict | None
 
 
 def _rows(table: Table, snapshot_id: int | None, cfg: Config, partition: str,
-          accounts: Sequence[int] | None) -> dict[int, dict]:
-    from pyiceberg.expressions import And, EqualTo, In
+          accounts: Sequence[int] | None) -> dict[int, dict[str, Any]]:
+    from pyiceberg.expressions import And
 
     if snapshot_id is None:
         return {}
-    flt: Any = EqualTo(cfg.tables.month_column, partition)
+    flt: BooleanExpression = equal(cfg.tables.month_column, partition)
     if accounts:
-        flt = And(flt, In(cfg.tables.account_column, set(accounts)))
+        flt = And(flt, one_of(cfg.tables.account_column, set(accounts)))
     rows = table.scan(row_filter=flt, snapshot_id=snapshot_id).to_arrow().to_pylist()
     acct = cfg.tables.account_column
     return {r[acct]: {k: v for k, v in r.items() if k not in (acct, cfg.tables.month_column)} for r in rows}
 
 
-def verify_backfill(cfg: Config, catalog: Any, backfill_ids: Sequence[str],
+def _current_snapshot_id(target: Table, cfg: Config, ids: Sequence[str]) -> int:
+    """The snapshot to compare with when no ``as_of`` is given.
+
+    A target whose history holds the backfill's commits can still have no current
+    snapshot (it was replaced, or its main branch was reset); comparing with no rows
+    would report every row as removed, so that is an error that names the way out.
+    """
+    snap = target.current_snapshot()
+    if snap is None:
+        raise TableError(f"target table {tables.display_name(cfg, 'target')} has no current snapshot, although its "
+                         f"history holds commits of {', '.join(ids)}; pass --as-of SNAPSHOT_ID to verify a snapshot")
+    return snap.snapshot_id
+
+
+def verify_backfill(cfg: Config, catalog: Catalog, backfill_ids: Sequence[str],
                     sample_accounts: Sequence[int] | None = None, as_of: int | None = None) -> VerifyReport:
     """Check the target against the rule for the applied entries of ``backfill_ids``."""
+    from pyiceberg.expressions import And
+
     ids = tuple(sorted({check_backfill_id(b) for b in backfill_ids}))
     target = tables.load(catalog, cfg, "target")
     staging = tables.load(catalog, cfg, "staging")
@@ -177,9 +198,8 @@ def verify_backfill(cfg: Config, catalog: Any, backfill_ids: Sequence[str],
     if not commits:
         raise InputError(f"no commit of backfill id(s) {', '.join(ids)} is in the history of "
                          f"{tables.display_name(cfg, 'target')}; nothing to verify")
-    from pyiceberg.expressions import And, EqualTo, In
-
-    rows = staging.scan(row_filter=And(In("backfill_id", set(ids)), EqualTo("status", "applied"))
+    after_snap = as_of if as_of is not None else _current_snapshot_id(target, cfg, ids)
+    rows = staging.scan(row_filter=And(one_of("backfill_id", set(ids)), equal("status", StagingStatus.APPLIED.value))
                         ).to_arrow().to_pylist()
     value_cols = [hc.value_column for hc in cfg.tables.history_columns]
     history = [hc.array_column for hc in cfg.tables.history_columns]
@@ -187,7 +207,6 @@ def verify_backfill(cfg: Config, catalog: Any, backfill_ids: Sequence[str],
     if sample_accounts:
         keep = set(sample_accounts)
         entries = [e for e in entries if e.acct in keep]
-    after_snap = as_of if as_of is not None else target.current_snapshot().snapshot_id
     mismatches: list[Mismatch] = []
     n_rows = n_cells = 0
     overlong: list[Overlong] = []

@@ -84,7 +84,7 @@ def driver_process(args: list[str], ray_address: str, log: Path) -> subprocess.P
 
 
 def expected_table(cfg: Config, before: dict, staged: list[dict]) -> dict:
-    from tests.reference_model import apply_rule
+    from bench.reference_model import apply_rule
 
     return apply_rule(before, model_entries(cfg, staged), cfg.tables.window)
 

@@ -14,6 +14,7 @@ from backfill.iceberg.schema import target_schema
 from backfill.iceberg.tables import identifier, to_arrow
 from backfill.ops.sample_data import SampleSpec
 from backfill.ops.setup import setup_tables, stage_rows
+from bench.reference_model import apply_rule
 from tests.integration.helpers import (
     diff_tables,
     make_config,
@@ -23,7 +24,6 @@ from tests.integration.helpers import (
     read_target,
     snapshot_ids,
 )
-from tests.reference_model import apply_rule
 
 pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.slow]
 
@@ -37,7 +37,7 @@ def _edge_rows(cfg):
     cols = [hc.array_column for hc in cfg.tables.history_columns]
 
     def row(acct, month, arrays):
-        return {a: acct, m: month, **dict(zip(cols, arrays))}
+        return {a: acct, m: month, **dict(zip(cols, arrays, strict=True))}
 
     return [
         # acct 1: short array (len 2) at offset 5, NULL array, full array
@@ -171,7 +171,9 @@ def test_each_partition_of_a_batch_commit_reports_its_own_rows_and_files(request
     for snap, outs in by_snapshot.items():
         summary = summaries[snap].additional_properties
         assert set(tagged_work(summary)) >= {o.partition for o in outs}
-        total = lambda f: sum(getattr(o.stats, f) or 0 for o in outs)  # noqa: E731
+        def total(f, outs=outs):
+            return sum(getattr(o.stats, f) or 0 for o in outs)
+
         assert total("bytes_written") == int(summary["added-files-size"])
         assert total("data_files_written") == int(summary["added-data-files"])
         assert total("records_written") == int(summary["added-records"])
@@ -254,4 +256,5 @@ def test_verify_passes_then_catches_corrupted_cells(e2e, tmp_path, capsys):
     toml = write_toml(cfg, tmp_path / "cfg.toml")
     assert cli.main(["verify", "--config", str(toml), "--backfill-id", BID, "--sample-accounts", "1"]) == 1
     out = capsys.readouterr().out
-    assert "2023-06 acct=1 balance_history[5]: staged value not at its offset: expected Decimal('100.00'), found Decimal('999.99')" in out
+    assert ("2023-06 acct=1 balance_history[5]: staged value not at its offset: "
+            "expected Decimal('100.00'), found Decimal('999.99')") in out

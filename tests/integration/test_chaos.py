@@ -43,10 +43,10 @@ from backfill.iceberg.tables import identifier
 from backfill.ops.sample_data import SampleSpec
 from backfill.ops.setup import setup_tables
 from backfill.ops.status import partition_states
+from bench.reference_model import apply_rule
 from cluster.metastore import EmbeddedMetastore
 from tests.integration.helpers import diff_tables, make_config, model_entries, pyiceberg_catalog, read_rows, read_target
 from tests.integration.runner_env import commits_per_partition, driver_process, table_uuid, write_toml
-from tests.reference_model import apply_rule
 
 pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(3600)]
 

@@ -12,8 +12,8 @@ import pytest
 from backfill import run_backfill
 from backfill.ops.sample_data import SampleSpec, account_ids
 from backfill.ops.setup import setup_tables, stage_rows
+from bench.reference_model import apply_rule
 from tests.integration.helpers import diff_tables, make_config, model_entries, pyiceberg_catalog, read_rows, read_target
-from tests.reference_model import apply_rule
 
 pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.slow]
 

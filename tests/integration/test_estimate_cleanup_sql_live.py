@@ -21,8 +21,8 @@ from backfill.ops.sample_data import SampleSpec
 from backfill.ops.setup import setup_tables
 from backfill.ops.sql_method import run_script
 from backfill.sql.script import build_statements
+from bench.reference_model import apply_rule
 from tests.integration.helpers import diff_tables, make_config, model_entries, pyiceberg_catalog, read_rows, read_target
-from tests.reference_model import apply_rule
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -67,7 +67,7 @@ def test_estimate_is_consistent_with_metadata(env):
     target = catalog.load_table(identifier(cfg, "target"))
     assert [p.partition for p in est.partitions] == [t.partition for t in prepared.plan.tasks]
     assert est.partitions and est.basis.startswith("default")
-    for p, task in zip(est.partitions, prepared.plan.tasks):
+    for p, task in zip(est.partitions, prepared.plan.tasks, strict=True):
         assert p.data_files > 0 and p.data_bytes > 0
         assert 0 <= p.candidate_files <= p.data_files and p.candidate_bytes <= p.data_bytes
         assert (p.entries, p.accounts) == (len(task.entries), task.accounts)

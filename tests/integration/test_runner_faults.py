@@ -94,7 +94,8 @@ def test_partition_actor_killed_mid_merge_is_retried(ray_instance, catalog_servi
         # kill the actor that runs it
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and not killed:
-            running = [p for p, c in ckpt.load(run_key(["bf-kill"], table_uuid(catalog, cfg))).items() if c.state == CheckpointState.RUNNING]
+            records = ckpt.load(run_key(["bf-kill"], table_uuid(catalog, cfg)))
+            running = [p for p, c in records.items() if c.state == CheckpointState.RUNNING]
             if running:
                 time.sleep(3)
                 for entry in ray.util.list_named_actors(all_namespaces=True):

@@ -417,7 +417,7 @@ def test_U16_verify_flags_an_overlong_array_that_grew_and_accepts_one_left_as_is
 
 
 def test_U16_reference_rule_never_lengthens_an_overlong_array():
-    from tests.reference_model import apply_rule
+    from bench.reference_model import apply_rule
 
     table = {(1, "2023-06"): {"h": [D(i) for i in range(40)]}}
     after = apply_rule(table, [(1, "2023-03", {"h": D("7.00")})], 36)
@@ -429,5 +429,6 @@ def test_U16_merge_sql_length_never_exceeds_the_existing_or_the_window():
 
     expr = updated_array_sql(HistoryColumn("h", "v"))
     # new length = greatest(size(h), max staged offset + 1); offsets are < W by planning
-    assert "greatest(CASE WHEN t.`h` IS NULL THEN 0 ELSE size(t.`h`) END, array_max(map_keys(s.`h__updates`)) + 1)" in expr
+    assert ("greatest(CASE WHEN t.`h` IS NULL THEN 0 ELSE size(t.`h`) END, "
+            "array_max(map_keys(s.`h__updates`)) + 1)") in expr
     assert "concat(" not in expr and "slice(" not in expr

@@ -48,7 +48,8 @@ def test_begin_adds_pending(store):
     state = store.begin(KEY, "run-1", [("2024-03", "d3"), ("2024-02", "d2")])
     assert set(state) == {"2024-03", "2024-02"}
     rec = state["2024-03"]
-    assert (rec.state, rec.digest, rec.attempts, rec.run_id, rec.snapshot_id) == (CheckpointState.PENDING, "d3", 0, "run-1", None)
+    got = (rec.state, rec.digest, rec.attempts, rec.run_id, rec.snapshot_id)
+    assert got == (CheckpointState.PENDING, "d3", 0, "run-1", None)
     assert store.load(KEY) == state
     assert store.load("other") == {} and store.committed("other") == {}
 
@@ -102,7 +103,8 @@ def test_begin_digest_change_resets(store):
     store.mark(KEY, "2024-03", CheckpointState.COMMITTED, snapshot_id=7)
     state = store.begin(KEY, "run-2", [("2024-03", "d3-new")])
     r = state["2024-03"]
-    assert (r.state, r.digest, r.snapshot_id, r.attempts, r.run_id) == (CheckpointState.PENDING, "d3-new", None, 0, "run-2")
+    got = (r.state, r.digest, r.snapshot_id, r.attempts, r.run_id)
+    assert got == (CheckpointState.PENDING, "d3-new", None, 0, "run-2")
     assert store.committed(KEY) == {}
 
 

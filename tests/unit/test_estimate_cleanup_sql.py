@@ -108,8 +108,8 @@ def test_model_never_predicts_less_for_more_bytes():
 
 
 def test_audit_samples_keep_committed_rows_once_per_attempt():
-    base = dict(run_id="r1", target_partition="2023-01", attempt=1, status="committed",
-                duration_seconds=12.0, bytes_read=1000, bytes_written=900)
+    base = {"run_id": "r1", "target_partition": "2023-01", "attempt": 1, "status": "committed",
+            "duration_seconds": 12.0, "bytes_read": 1000, "bytes_written": 900}
     rows = [
         {**base, "backfill_id": "a"},
         {**base, "backfill_id": "b"},                       # same attempt, other id: dropped
@@ -187,7 +187,7 @@ def test_script_has_one_merge_per_partition_then_staging_updates():
     assert parts == ["2023-04", "2023-03", "2023-02"]
     # partitions + one 'applied' update + one 'rejected' update per rejected month
     assert len(stmts) == len(parts) + 1 + 1
-    for stmt, p in zip(stmts, parts):
+    for stmt, p in zip(stmts, parts, strict=False):  # the staging updates follow
         assert stmt.startswith("MERGE INTO `demo`.`db`.`accounts_history` t")
         assert f"t.`month_partition` = '{p}'" in stmt
         assert "`demo`.`db`.`backfill_staging` VERSION AS OF 4242" in stmt
@@ -210,8 +210,8 @@ def test_rendered_script_is_statements_separated_by_semicolons():
     assert all(line.startswith("--") for line in head.splitlines() if line.strip())
     for text in ("bf-1, bf.2", "run-test", "window: 3 months", "snapshot 4242", "partitions: 3"):
         assert text in head
-    comments = [l for l in script.splitlines() if l.startswith("--")]
-    assert not any(";" in l for l in comments)
+    comments = [line for line in script.splitlines() if line.startswith("--")]
+    assert not any(";" in line for line in comments)
     # each statement appears verbatim, in order
     pos = 0
     for s in stmts:

@@ -451,5 +451,5 @@ def test_generated_sql_holds_only_validated_values():
     cfg = Config(tables=TableConfig(history_columns=(HistoryColumn("balance_history", "balance"),)))
     src = merge_sql.staging_source_sql(cfg, "2023-03", ["bf-1", "bf-2"], 42)
     sql = merge_sql.merge_sql(cfg, "2023-03", src)
-    literals = {lit for lit in sql.split("'")[1::2]}
+    literals = set(sql.split("'")[1::2])
     assert literals <= {"bf-1", "bf-2", "pending", "2023-03", "2020-04"}, literals

@@ -177,3 +177,10 @@ def test_a_dead_jvm_never_raises_and_keeps_what_was_read():
     assert type(error) is TransientError
     assert "An error occurred while calling o42.sql." in str(error)
     assert "the JVM did not answer" in str(error)
+
+
+def test_a_lost_py4j_gateway_is_transient():
+    """The session's JVM died (py4j cannot reach it): a new actor starts a new one."""
+    from py4j.protocol import Py4JNetworkError
+
+    assert isinstance(error_for(Py4JNetworkError("Answer from Java side is empty"), "MERGE"), TransientError)

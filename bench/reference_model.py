@@ -1,4 +1,4 @@
-"""Independent pure-Python model of the update rule (DESIGN.md section 1), for tests only.
+"""Independent pure-Python model of the update rule (DESIGN.md section 1): the oracle of the tests and the benchmark.
 
 Deliberately written without any code from the engine: plain loops over dicts and lists.
 """
