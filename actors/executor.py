@@ -9,18 +9,25 @@ for a person.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from actors.checkpoint import PartitionCheckpoint, RayCheckpointStore, run_key
 from actors.partition_actor import start_worker
-from actors.pool import PartitionPool
+from actors.pool import PartitionPool, RunningAttempt
 from backfill.core.plan import MergeBatch
-from backfill.core.results import PartitionOutcome
+from backfill.core.results import PartitionOutcome, RunningMerge, SparkProgress
 from backfill.core.states import CheckpointState, StagingStatus
 from backfill.prepared import PreparedRun
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two progress polls of the running MERGEs.
+LIVE_SECONDS = 3.0
+#: How long a poll waits for busy actors; one still starting its Spark session is skipped.
+POLL_TIMEOUT_SECONDS = 2.0
 
 
 class RunExecutor:
@@ -41,6 +48,8 @@ class RunExecutor:
                                         policy=cfg.run.retry_policy)
         self.key = run_key(prepared.backfill_ids, table_uuid)
         self._pool: PartitionPool | None = None
+        self._on_live: Callable[[list[RunningMerge]], None] | None = None
+        self._last_live = time.monotonic()
 
     def records(self) -> dict[str, PartitionCheckpoint]:
         """The checkpoint records of this run's key, as an earlier driver left them."""
@@ -69,12 +78,24 @@ class RunExecutor:
                             run_id=run_id)
 
     def run(self, batches: Sequence[MergeBatch], on_outcome: Callable[[PartitionOutcome], None],
-            should_stop: Callable[[], bool]) -> list[PartitionOutcome]:
-        """Apply ``batches`` under the concurrency cap; ``on_outcome`` sees every attempt."""
+            should_stop: Callable[[], bool],
+            on_live: Callable[[list[RunningMerge]], None] | None = None) -> list[PartitionOutcome]:
+        """Apply ``batches`` under the concurrency cap; ``on_outcome`` sees every attempt,
+        ``on_live`` the MERGEs in flight every few seconds."""
         cfg = self.prepared.cfg
+        self._on_live = on_live
         self._pool = PartitionPool(self._make_actor, self._submit, cfg.max_parallel, cfg.run.retry_policy,
-                                   on_outcome, should_stop, slots_per_actor=cfg.run.partitions_per_actor)
+                                   on_outcome, should_stop, slots_per_actor=cfg.run.partitions_per_actor,
+                                   on_tick=self._tick if on_live is not None else None)
         return self._pool.run(list(batches))
+
+    def _tick(self, running: list[RunningAttempt]) -> None:
+        """Every LIVE_SECONDS, ask each busy actor how far its MERGE's Spark jobs are."""
+        now = time.monotonic()
+        if self._on_live is None or now - self._last_live < LIVE_SECONDS:
+            return
+        self._last_live = now
+        self._on_live(poll_progress(running))
 
     def mark_staging(self, months: Sequence[str], status: StagingStatus, reason: str | None = None) -> None:
         """Move the run's pending staging rows of ``months`` to ``status`` (on an actor's session)."""
@@ -97,7 +118,8 @@ class RunExecutor:
         handle = start_worker(
             cfg, self._spark_conf, name,
             name=name, namespace=cfg.run.checkpoint_namespace, num_cpus=cfg.run.actor_cpus,
-            max_restarts=0, max_concurrency=cfg.run.partitions_per_actor, scheduling_strategy="SPREAD",
+            # one thread more than its MERGEs: progress polls are answered while they run
+            max_restarts=0, max_concurrency=cfg.run.partitions_per_actor + 1, scheduling_strategy="SPREAD",
         )
         return handle, name
 
@@ -108,3 +130,25 @@ class RunExecutor:
                             run_attempt=attempt)
         return actor.apply.remote(batch, list(self.prepared.backfill_ids), self.prepared.run_id,
                                   self.prepared.staging_snapshot_id, attempt)
+
+
+def poll_progress(running: Sequence[RunningAttempt]) -> list[RunningMerge]:
+    """The Spark progress of each attempt in flight; None for an actor that did not answer in
+    time (still starting its Spark session, or too busy)."""
+    import ray
+    from ray.exceptions import GetTimeoutError, RayError
+
+    refs = [r.actor.spark_progress.remote(r.batch.job_group(r.attempt)) for r in running]
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=POLL_TIMEOUT_SECONDS)
+    done = set(ready)
+    now = datetime.now(timezone.utc)
+    out = []
+    for r, ref in zip(running, refs, strict=True):
+        progress: SparkProgress | None = None
+        if ref in done:
+            try:
+                progress = ray.get(ref)
+            except (RayError, GetTimeoutError):  # the actor died: its outcome says so
+                progress = None
+        out.append(RunningMerge(r.batch.partitions, r.name or "?", (now - r.started).total_seconds(), progress))
+    return out

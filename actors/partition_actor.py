@@ -27,7 +27,7 @@ from backfill.config import Config
 from backfill.core.commit_tags import KEY_RUN, commit_properties, tagged_work
 from backfill.core.identifiers import quote_table
 from backfill.core.plan import MergeBatch, PartitionTask
-from backfill.core.results import CommitStats, PartitionOutcome
+from backfill.core.results import CommitStats, PartitionOutcome, SparkProgress
 from backfill.core.states import AttemptStatus, StagingStatus
 from backfill.errors import BackfillError, PermanentError, TransientError
 from backfill.sql.merge import (
@@ -41,7 +41,15 @@ from backfill.sql.merge import (
 )
 from cluster.jars import iceberg_runtime_jar
 from cluster.java_errors import error_for, is_retryable
-from cluster.spark_session import refresh_tables, run_with_commit_properties, spark_conf, start_spark, stop_spark
+from cluster.spark_session import (
+    job_group,
+    refresh_tables,
+    run_with_commit_properties,
+    spark_conf,
+    spark_progress,
+    start_spark,
+    stop_spark,
+)
 
 if TYPE_CHECKING:
     from cluster.catalog import ResolvedCatalog
@@ -232,7 +240,8 @@ class PartitionWorker:
         props = commit_properties([(t.partition, t.digest) for t in todo.tasks], run_id, backfill_ids)
         statement = merge_sql(self.cfg, todo.partitions, source, accounts)
         t0 = time.monotonic()
-        run_with_commit_properties(self.spark, props, lambda: self.spark.sql(statement).collect())
+        with job_group(self.spark, todo.job_group(att.attempt)):  # the driver polls its progress
+            run_with_commit_properties(self.spark, props, lambda: self.spark.sql(statement).collect())
         log.info("partitions %s merged in %.1f s", ",".join(todo.partitions), time.monotonic() - t0)
         found = self._find_commits(todo.tasks[:1], run_id).get(todo.tasks[0].partition)
         snap, summary = found if found else (None, {})
@@ -300,6 +309,15 @@ class PartitionWorker:
             with attempt:
                 self._refresh(self._staging)
                 self.spark.sql(statement).collect()
+
+    def spark_progress(self, group: str) -> SparkProgress:
+        """How far the MERGE running under job group ``group`` is (a call beside the running
+        MERGEs: the actor keeps one concurrency slot free for it). Never raises: progress is
+        a courtesy, and a session busy dying must not fail the poll."""
+        try:
+            return spark_progress(self.spark, group)
+        except Exception:  # noqa: BLE001 - see docstring
+            return SparkProgress()
 
     def shutdown(self) -> None:
         stop_spark()

@@ -41,6 +41,17 @@ class _Running:
     started: datetime
 
 
+@dataclass(frozen=True)
+class RunningAttempt:
+    """An attempt in flight, as the pool's ``on_tick`` sees it (progress polling)."""
+
+    actor: Any
+    name: str | None
+    batch: MergeBatch
+    attempt: int
+    started: datetime
+
+
 class PartitionPool:
     """Keeps at most ``max_parallel`` partition actors busy until every task has an outcome.
 
@@ -58,12 +69,14 @@ class PartitionPool:
         on_outcome: called with every attempt's outcome as soon as it is known (audit,
             checkpoint, progress); it runs before the next task is scheduled.
         should_stop: polled between waits; when True no new attempt starts.
+        on_tick: called about twice a second with the attempts in flight (live progress).
     """
 
     def __init__(self, make_actor: Callable[[int], tuple[Any, str]], submit: Callable[[Any, MergeBatch, int], Any],
                  max_parallel: int, policy: RetryPolicy,
                  on_outcome: Callable[[PartitionOutcome], None],
-                 should_stop: Callable[[], bool] = lambda: False, slots_per_actor: int = 1) -> None:
+                 should_stop: Callable[[], bool] = lambda: False, slots_per_actor: int = 1,
+                 on_tick: Callable[[list[RunningAttempt]], None] | None = None) -> None:
         self._make_actor = make_actor
         self._submit = submit
         self._max = max_parallel
@@ -72,6 +85,7 @@ class PartitionPool:
         self._policy = policy
         self._on_outcome = on_outcome
         self._should_stop = should_stop
+        self._on_tick = on_tick
         self._busy: dict[Any, int] = {}     # live actor -> attempts (or calls) running on it
         self._made = 0                      # actors ever created (names stay unique)
         self.actors: list[Any] = []         # every actor still alive, for shutdown
@@ -161,6 +175,9 @@ class PartitionPool:
                 time.sleep(max(0.0, min(1.0, queue[0].not_before - time.monotonic())))
                 continue
             ready, _ = ray.wait(list(active), num_returns=1, timeout=0.5)
+            if self._on_tick is not None:
+                self._on_tick([RunningAttempt(r.actor, self._names.get(r.actor), r.item.batch, r.item.attempt,
+                                              r.started) for r in active.values()])
             for ref in ready:
                 running = active.pop(ref)
                 got = self._collect(ref, running)

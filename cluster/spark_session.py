@@ -20,12 +20,14 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from backfill.config import SparkConfig
 from backfill.core.names import ICEBERG_EXTENSIONS
+from backfill.core.results import SparkProgress
 from backfill.errors import EnvironmentProblem
 from cluster import raydp_namespace
 from cluster.java import find_java
@@ -192,3 +194,45 @@ def run_with_commit_properties(
     if task.error is not None:
         raise task.error
     return task.result
+
+
+@contextmanager
+def job_group(spark: SparkSession, group: str) -> Iterator[None]:
+    """Run the calling thread's Spark jobs under ``group``, so their progress can be found.
+
+    Job groups are thread-local properties of the Spark context (pyspark pins each Python
+    thread to one JVM thread), so two MERGEs running from two threads of one session keep
+    apart. The group is cleared afterwards: a later statement of the thread must not report
+    as this one.
+    """
+    sc = spark.sparkContext
+    sc.setJobGroup(group, group, interruptOnCancel=False)
+    try:
+        yield
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]  # None clears it
+        sc.setLocalProperty("spark.job.description", None)  # type: ignore[arg-type]
+
+
+def spark_progress(spark: SparkSession, group: str) -> SparkProgress:
+    """Stages and tasks done of the jobs of ``group`` so far, with the bytes and rows their
+    finished tasks read (Spark's status store: no job, no query)."""
+    tracker = spark.sparkContext.statusTracker()
+    stage_ids: set[int] = set()
+    for job_id in tracker.getJobIdsForGroup(group):
+        info = tracker.getJobInfo(job_id)
+        if info is not None:
+            stage_ids.update(info.stageIds)
+    store = spark.sparkContext._jsc.sc().statusStore()
+    done = tasks_done = tasks = read = rows = 0
+    for stage_id in sorted(stage_ids):
+        try:
+            data = store.lastStageAttempt(stage_id)
+        except Exception:  # noqa: BLE001 - a stage not yet in the store has no figures yet
+            continue
+        done += str(data.status()) in ("COMPLETE", "SKIPPED")
+        tasks_done += int(data.numCompleteTasks())
+        tasks += int(data.numTasks())
+        read += int(data.inputBytes())
+        rows += int(data.inputRecords())
+    return SparkProgress(done, len(stage_ids), tasks_done, tasks, read, rows)

@@ -43,6 +43,47 @@ class CommitStats:
 
 
 @dataclass(frozen=True)
+class SparkProgress:
+    """How far the Spark jobs of one running MERGE have got (polled while it runs).
+
+    Bytes and rows read count finished tasks only: Spark reports a task's input metrics
+    when the task ends.
+    """
+
+    stages_done: int = 0
+    stages: int = 0
+    tasks_done: int = 0
+    tasks: int = 0
+    bytes_read: int = 0
+    rows_read: int = 0
+
+    @property
+    def started(self) -> bool:
+        return self.stages > 0
+
+
+@dataclass(frozen=True)
+class RunningMerge:
+    """One MERGE in flight: which partitions, where, for how long, and how far its Spark jobs are."""
+
+    partitions: tuple[str, ...]
+    actor: str
+    seconds: float
+    #: None when the actor did not answer the poll in time (starting its Spark session)
+    spark: SparkProgress | None
+
+    def text(self) -> str:
+        span = self.partitions[0] + (f"..{self.partitions[-1]}" if len(self.partitions) > 1 else "")
+        s = self.spark
+        if s is None:
+            return f"{span} on {self.actor}: waiting for its Spark session, {self.seconds:.0f} s"
+        if not s.started:
+            return f"{span} on {self.actor}: planning, {self.seconds:.0f} s"
+        return (f"{span} on {self.actor}: stages {s.stages_done}/{s.stages}, tasks {s.tasks_done}/{s.tasks}, "
+                f"read {s.bytes_read / 1e6:.1f} MB / {s.rows_read:,} rows, {self.seconds:.0f} s")
+
+
+@dataclass(frozen=True)
 class PartitionOutcome:
     """One attempt at one partition.
 

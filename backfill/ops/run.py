@@ -15,6 +15,7 @@ Order of a run, and why:
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -24,12 +25,14 @@ from typing import TYPE_CHECKING
 from actors import runtime
 from actors.checkpoint import PartitionCheckpoint
 from actors.executor import RunExecutor
+from actors.metrics import RunMetrics
 from backfill.core.entries import Entry
 from backfill.core.plan import PartitionTask, merge_batches
-from backfill.core.results import CommitStats, PartitionOutcome, RunResult
+from backfill.core.results import CommitStats, PartitionOutcome, RunningMerge, RunResult
 from backfill.core.states import AttemptStatus, CheckpointState, StagingStatus
 from backfill.iceberg import tables
 from backfill.iceberg.audit import AuditWriter
+from backfill.ops.progress import EtaClock, LiveStatus, Reporter, as_reporter
 from backfill.ops.stop_signal import StopSignal
 from backfill.prepared import PreparedRun
 from cluster.jars import iceberg_runtime_jar
@@ -46,11 +49,13 @@ Progress = Callable[[str], None]
 
 
 def execute(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog: Catalog,
-            progress: Progress | None = None, stop: StopSignal | None = None) -> RunResult:
+            progress: Reporter | Progress | None = None, stop: StopSignal | None = None) -> RunResult:
     """Run the prepared plan on Ray partition actors; returns the run's result.
 
-    ``stop``: a caller that armed its own StopSignal before planning passes it, so a stop
-    received while planning already counts; otherwise the run arms one for its duration.
+    ``progress``: a Reporter (event lines and live status), or a callable taking plain
+    lines; default the log. ``stop``: a caller that armed its own StopSignal before
+    planning passes it, so a stop received while planning already counts; otherwise the
+    run arms one for its duration.
     """
     if stop is not None:
         return _execute(prepared, resolved_catalog, catalog, progress, stop)
@@ -59,10 +64,14 @@ def execute(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog: C
 
 
 def _execute(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog: Catalog,
-             progress: Progress | None, stop: StopSignal) -> RunResult:
+             progress: Reporter | Progress | None, stop: StopSignal) -> RunResult:
+    report = as_reporter(progress, log.info)
     find_java()                                 # fail fast, before Ray or any actor starts
     iceberg_runtime_jar(prepared.cfg.spark.iceberg_jar)
-    if stop.is_set() or not _connect(prepared, stop):
+    if stop.is_set():
+        return _stopped_before_start(prepared)
+    report.line("connecting to Ray" if _ray_address(prepared) else "starting a local Ray instance")
+    if not _connect(prepared, stop):
         return _stopped_before_start(prepared)
     stop.arm()                                  # ray.init replaced the SIGTERM handler
     target = tables.load(catalog, prepared.cfg, "target")
@@ -72,16 +81,29 @@ def _execute(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog: 
         prepared.already_committed.setdefault(partition, snap)
     book = RunBook(prepared, AuditWriter(tables.load(catalog, prepared.cfg, "audit"),
                                          prepared.cfg.run.retry_policy),
-                   executor, progress or log.info, resolved_catalog.secrets())
+                   executor, report, resolved_catalog.secrets())
     book.record_interrupted(lost)
     to_run = book.start()
+    batches = merge_batches(to_run, prepared.cfg.run.partitions_per_merge, prepared.cfg.max_parallel)
+    if batches:
+        report.line(_start_line(prepared, len(to_run), len(batches)))
     try:
-        executor.run(merge_batches(to_run, prepared.cfg.run.partitions_per_merge, prepared.cfg.max_parallel),
-                     book.record, stop.is_set)
+        executor.run(batches, book.record, stop.is_set, on_live=book.live)
         applied, rejected = mark_staging(prepared, book.done_partitions(), executor)
     finally:
         executor.shutdown()
     return book.result(to_run, applied, rejected, stopped=stop.is_set())
+
+
+def _ray_address(prepared: PreparedRun) -> str | None:
+    return prepared.cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
+
+
+def _start_line(prepared: PreparedRun, partitions: int, merges: int) -> str:
+    cfg = prepared.cfg
+    sessions = -(-min(cfg.max_parallel, merges) // cfg.run.partitions_per_actor)
+    return (f"applying {partitions} partition(s) in {merges} MERGE(s), up to {cfg.max_parallel} at once; "
+            f"starting {sessions} Spark session(s) (RayDP, about 15 s each)")
 
 
 def _connect(prepared: PreparedRun, stop: StopSignal) -> bool:
@@ -99,15 +121,17 @@ def _connect(prepared: PreparedRun, stop: StopSignal) -> bool:
 class RunBook:
     """What a run records as it goes: checkpoint, audit rows, progress lines, outcomes."""
 
-    def __init__(self, prepared: PreparedRun, audit: AuditWriter, executor: RunExecutor, say: Progress,
+    def __init__(self, prepared: PreparedRun, audit: AuditWriter, executor: RunExecutor, report: Reporter,
                  secrets: set[str]) -> None:
         self.prepared = prepared
         self.outcomes: list[PartitionOutcome] = []
         self._audit = audit
         self._executor = executor
-        self._say = say
+        self._report = report
         self._secrets = secrets
         self._t0 = time.monotonic()
+        self._eta = EtaClock(len(prepared.plan.tasks), prepared.cfg.max_parallel)
+        self._metrics = RunMetrics(prepared.backfill_ids, prepared.run_id, len(prepared.plan.tasks))
 
     def record_interrupted(self, lost: Sequence[tuple[str, PartitionOutcome]]) -> None:
         """Audit rows for the attempts an earlier driver had in flight when it died."""
@@ -115,7 +139,7 @@ class RunBook:
             return
         ids = self.prepared.backfill_ids
         self._audit.append([outcome.audit_row(b, run_id) for run_id, outcome in lost for b in ids])
-        self._say(f"recorded {len(lost)} attempt(s) interrupted when an earlier driver stopped: "
+        self._report.line(f"recorded {len(lost)} attempt(s) interrupted when an earlier driver stopped: "
                   + ", ".join(f"{o.partition} ({r} attempt {o.attempt})" for r, o in lost))
 
     def start(self) -> list[PartitionTask]:
@@ -138,17 +162,28 @@ class RunBook:
         return to_run
 
     def record(self, outcome: PartitionOutcome) -> None:
-        """One attempt's outcome: checkpointed, audited and reported, secrets scrubbed first."""
+        """One attempt's outcome: checkpointed, audited, counted and reported, secrets scrubbed first."""
         outcome = outcome.scrubbed(self._secrets)
         self.outcomes.append(outcome)
         self._executor.checkpoint(outcome)
         self._audit.append([outcome.audit_row(b, self.prepared.run_id) for b in self.prepared.backfill_ids])
-        self._say(self._progress_line(outcome))
+        if outcome.status == AttemptStatus.ALREADY_COMMITTED:
+            self._eta.skipped()
+        elif outcome.ok:
+            self._eta.merged((outcome.actor, outcome.started_at), outcome.duration_seconds)
+        self._metrics.record(outcome)
+        self._report.line(self._progress_line(outcome))
+
+    def live(self, running: Sequence[RunningMerge]) -> None:
+        """What runs now, for the live status line."""
+        self._report.live(LiveStatus(len(self.done_partitions()), len(self.prepared.plan.tasks), tuple(running),
+                                     time.monotonic() - self._t0, self._eta.eta_seconds()))
 
     def _progress_line(self, outcome: PartitionOutcome) -> str:
         done, total = len(self.done_partitions()), len(self.prepared.plan.tasks)
         elapsed = time.monotonic() - self._t0
-        eta = f", ETA {elapsed / done * (total - done):.0f} s" if done else ""
+        left = self._eta.eta_seconds()
+        eta = f", ETA {left:.0f} s" if left is not None else ""
         error = f"; error: {outcome.error.splitlines()[0][:200]}" if outcome.error else ""
         return (f"[{done}/{total}] {outcome.partition} {outcome.status} attempt {outcome.attempt} "
                 f"rows {outcome.rows_updated} in {outcome.duration_seconds:.1f} s; "

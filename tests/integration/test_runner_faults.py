@@ -229,3 +229,39 @@ def test_commit_whose_record_was_lost_is_not_redone(ray_instance, catalog_servic
     assert catalog.load_table("lostrecord.accounts_history").current_snapshot().snapshot_id == target_snapshot
     actual, expected = read_target(catalog, cfg), expected_table(cfg, before, staged)
     assert actual == expected, diff_tables(actual, expected)
+
+
+def test_live_progress_shows_spark_tasks_while_a_merge_runs(ray_instance, catalog_service, monkeypatch):
+    """A person watching sees each running MERGE's Spark tasks move, and no ETA before
+    this run's MERGEs measured any work."""
+    import actors.executor
+    from backfill.ops.progress import LiveStatus
+
+    monkeypatch.setattr(actors.executor, "LIVE_SECONDS", 0.2)
+    cfg = make_config(catalog_service, "live", max_parallel=1, partitions_per_merge=4)
+    catalog = pyiceberg_catalog(cfg)
+    before, staged = stage_wide_backfill(catalog, cfg, "bf-live", months=14)
+
+    class Capture:
+        def __init__(self):
+            self.lines: list[str] = []
+            self.live_seen: list[LiveStatus] = []
+
+        def line(self, text):
+            self.lines.append(text)
+
+        def live(self, status):
+            self.live_seen.append(status)
+
+    seen = Capture()
+    from backfill import IcebergBackfillProcessor
+
+    result = IcebergBackfillProcessor(cfg).run(["bf-live"], progress=seen)
+    assert result.succeeded, result.summary_lines()
+    assert read_target(catalog, cfg) == expected_table(cfg, before, staged)
+    merges = [m for s in seen.live_seen for m in s.running]
+    assert any(m.spark is not None and m.spark.tasks > 0 for m in merges), [m.text() for m in merges]
+    assert all(s.eta_seconds is None for s in seen.live_seen if s.done == 0)
+    assert seen.lines[0].startswith("starting a local Ray instance") or seen.lines[0] == "connecting to Ray"
+    assert any(line.startswith("applying ") and "Spark session" in line for line in seen.lines)
+    print("\n".join(seen.lines[:4] + [s.text() for s in seen.live_seen[::max(1, len(seen.live_seen) // 8)]]))
