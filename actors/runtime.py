@@ -31,4 +31,6 @@ def ensure_ray(cfg: Config) -> None:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=local_cpus(cfg), include_dashboard=False, log_to_driver=False)
+        # "local": a new instance even when `ray start` left a cluster on this machine (Ray
+        # would attach to it, and then refuse num_cpus); a cluster is named by its address
+        ray.init(address="local", num_cpus=local_cpus(cfg), include_dashboard=False, log_to_driver=False)

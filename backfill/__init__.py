@@ -22,7 +22,9 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
     from backfill.api import (
         BatchBackfillOrchestrator,
         IcebergBackfillProcessor,
+        VerifyResult,
         cleanup_old_audits,
+        create_spark_session,
         generate_backfill_report,
         generate_sql_script,
         run_backfill,
@@ -43,8 +45,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
 #: ``cluster`` or ``actors`` would pull the whole stack in mid-import. So the public names
 #: are resolved on first use (PEP 562), and ``import backfill.core.months`` stays cheap.
 _EXPORTS: dict[str, str] = {
-    **dict.fromkeys(["BatchBackfillOrchestrator", "IcebergBackfillProcessor", "cleanup_old_audits",
-                     "generate_backfill_report", "generate_sql_script", "run_backfill",
+    **dict.fromkeys(["BatchBackfillOrchestrator", "IcebergBackfillProcessor", "VerifyResult", "cleanup_old_audits",
+                     "create_spark_session", "generate_backfill_report", "generate_sql_script", "run_backfill",
                      "run_parallel_backfills", "verify_backfill"], "backfill.api"),
     **dict.fromkeys(["DEFAULT_HISTORY_COLUMNS", "Config", "HistoryColumn", "load_config"], "backfill.config"),
     **dict.fromkeys(["PartitionOutcome", "RunResult"], "backfill.core.results"),
@@ -84,7 +86,9 @@ __all__ = [
     "RunResult",
     "StagingStatus",
     "VerifyReport",
+    "VerifyResult",
     "cleanup_old_audits",
+    "create_spark_session",
     "generate_backfill_report",
     "generate_sql_script",
     "load_config",

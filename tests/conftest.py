@@ -19,6 +19,7 @@ def ray_instance():
 
     if not ray.is_initialized():
         ray.init(
+            address="local",  # never attach to a cluster another process started with `ray start`
             num_cpus=int(os.environ.get("BACKFILL_TEST_RAY_CPUS", "16")),
             include_dashboard=False,
             log_to_driver=False,

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import backfill.cli.maintenance as maintenance
 import backfill.cli.observe as observe
 import backfill.cli.run as run
+import backfill.cli.stage as stage
 from backfill.errors import BackfillError, ExitCode, RunStopped
 
 EPILOG = ("exit codes: 0 ok, 1 verify found mismatches, 2 bad option or config, 3 bad staged input, "
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (run, observe, maintenance):
+    for group in (run, observe, maintenance, stage):
         group.register(sub)
     return parser
 

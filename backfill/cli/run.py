@@ -5,21 +5,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shutil
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import backfill.cli.options as options
+from backfill.cli.progress import reporter_for
 from backfill.config import Config
 from backfill.errors import ConfigError, ExitCode, RunFailed, RunStopped, VerificationFailed
 from backfill.ops.prepare import prepare
+from backfill.ops.report import build_report, render
 from backfill.ops.run import execute
 from backfill.ops.sample_data import SampleSpec
 from backfill.ops.setup import setup_tables
 from backfill.ops.sql_method import run_script
+from backfill.ops.status import load_audit_rows
 from backfill.ops.stop_signal import StopSignal
 from backfill.ops.verify import verify_backfill
 from backfill.prepared import PreparedRun
 from cluster.metastore import EmbeddedMetastore
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
@@ -36,6 +43,11 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
+    if args.method == "sql" and (args.report or args.verify):  # before any service starts
+        raise ConfigError("--report and --verify read this run's audit rows and tagged commits, which "
+                          "--method sql does not write: use --method merge (the default) with them, "
+                          "or drop them for --method sql")
+    print(f"backfill {', '.join(args.backfill_id)}: checking options and configuration", flush=True)
     cfg = options.config_from_args(args)
     # a Ray run is armed before planning, so a stop at any point of it exits 7; a dry run
     # or a SQL-script run keeps the default handlers (a stop ends it at once)
@@ -45,24 +57,58 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def _run_backfill(args: argparse.Namespace, cfg: Config, stop: StopSignal | None) -> int:
+    print(f"opening catalog {cfg.catalog.name!r} ({cfg.catalog.type})", flush=True)
     resolved, catalog = options.catalog_from_config(cfg)
+    print("reading and validating the pending staged entries, then planning", flush=True)
     prepared = prepare(cfg, catalog, args.backfill_id, args.backfill_month, args.resume_from)
     _print_plan(prepared, args.dry_run)
     if args.dry_run:
+        if args.report or args.verify:
+            print("--report/--verify: not run, a dry run writes nothing")
         return ExitCode.OK
     if args.method == "sql":
         n = run_script(prepared, resolved, progress=print)
         print(f"method sql: ran {n} statement(s) in one Spark session")
         return ExitCode.OK
-    result = execute(prepared, resolved, catalog, progress=print, stop=stop)
+    result = execute(prepared, resolved, catalog, progress=reporter_for(sys.stdout), stop=stop)
     for line in result.summary_lines():
         print(line)
-    if result.failed_partitions:
-        raise RunFailed(f"{len(result.failed_partitions)} partition(s) failed after retries; "
-                        "rerun the same command to resume")
-    if result.not_started:
-        raise RunStopped(f"{len(result.not_started)} partition(s) not started; rerun the same command to resume")
+    try:
+        if result.failed_partitions:
+            raise RunFailed(f"{len(result.failed_partitions)} partition(s) failed after retries; "
+                            "rerun the same command to resume")
+        if result.not_started:
+            raise RunStopped(f"{len(result.not_started)} partition(s) not started; rerun the same command to resume")
+        if args.verify:
+            _verify_run(cfg, catalog, prepared)
+    finally:
+        if args.report:
+            _print_run_report(cfg, catalog, prepared)
     return ExitCode.OK
+
+
+#: What ``--verify`` can and cannot promise today, printed with every verification.
+WAP_NOTE = ("this run's commits are already on the main branch: readers see them whatever verification "
+            "finds (write-audit-publish, which would keep main untouched until verification passes, is not "
+            "built yet)")
+
+
+def _verify_run(cfg: Config, catalog: Catalog, prepared: PreparedRun) -> None:
+    """``--verify``: the ``verify`` command on the run's ids; VerificationFailed (exit 1) on a mismatch."""
+    ids = ", ".join(prepared.backfill_ids)
+    print(f"verifying {ids} cell by cell against the table before its first commit; note: {WAP_NOTE}")
+    report = verify_backfill(cfg, catalog, prepared.backfill_ids)
+    for line in report.lines():
+        print(line)
+    if not report.ok:
+        raise VerificationFailed(f"verification of {ids} found mismatches; {WAP_NOTE}")
+
+
+def _print_run_report(cfg: Config, catalog: Catalog, prepared: PreparedRun) -> None:
+    """``--report``: the ``report`` of this run only (its run id), per backfill id, from the audit table."""
+    for bid in prepared.backfill_ids:
+        rows = load_audit_rows(catalog, cfg, bid, prepared.run_id)
+        print(render(build_report(rows, bid)) if rows else f"report: no audit rows of {bid} in run {prepared.run_id}")
 
 
 def _print_plan(prepared: PreparedRun, each_partition: bool) -> None:
@@ -184,4 +230,10 @@ def _register_backfill(sub: Any) -> None:
     p.add_argument("--method", choices=["merge", "sql"], default="merge",
                    help="merge: partition actors (default); sql: run the generate-sql script in one session")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit without writing")
+    p.add_argument("--report", action="store_true",
+                   help="at the end, print the report of this run (as `report --run-id`), also after a failure")
+    p.add_argument("--verify", action="store_true",
+                   help="after a complete run, check every partition of its ids cell by cell (as `verify`) and "
+                        "exit 1 on a mismatch. The run's commits are already on the main branch when it runs: "
+                        "a failed verification does not undo them (write-audit-publish is not built yet)")
     p.set_defaults(func=cmd_backfill)

@@ -142,6 +142,9 @@ class Plan:
     window: int
     skipped_by_resume: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    #: The tasks ``--resume-from`` skipped: a run may skip them only when each one's
+    #: commit (same partition, same digest) is found in the table.
+    skipped_tasks: tuple[PartitionTask, ...] = ()
 
     def partitions_of(self, entry: Entry) -> list[str]:
         """Planned partitions that cover ``entry`` (resume-skipped ones excluded)."""
@@ -186,12 +189,9 @@ def plan_run(
             ))
         for p in covered:
             by_part[p].append(e)
-    skipped: list[str] = []
-    if resume_from is not None:
-        skipped = sorted(p for p in by_part if p < resume_from)
-        for p in skipped:
-            del by_part[p]
-    tasks = [PartitionTask(p, tuple(sorted(es)), digest(es)) for p, es in by_part.items()]
-    tasks.sort(key=lambda t: t.partition, reverse=(order == "newest"))
-    return Plan(tuple(tasks), tuple(rejected), tuple(sorted(entries)), window,
-                tuple(skipped), tuple(notes))
+    every = [PartitionTask(p, tuple(sorted(es)), digest(es)) for p, es in by_part.items()]
+    every.sort(key=lambda t: t.partition, reverse=(order == "newest"))
+    skipped = tuple(t for t in every if resume_from is not None and t.partition < resume_from)
+    tasks = tuple(t for t in every if t not in skipped)
+    return Plan(tasks, tuple(rejected), tuple(sorted(entries)), window,
+                tuple(sorted(t.partition for t in skipped)), tuple(notes), skipped)

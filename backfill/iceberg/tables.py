@@ -6,7 +6,7 @@ the MERGEs themselves need Spark.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -147,19 +147,55 @@ class StagingRead:
     rows: list[dict[str, Any]]
 
 
-def read_pending(table: Table, backfill_ids: Sequence[str], month: str | None = None) -> StagingRead:
-    """Pending rows of ``backfill_ids`` (optionally one month) from the current snapshot."""
+#: Which months of a run's ids are read: one month for every id, none (every month), or per
+#: id (``{id: month or None}``; an id left out of the mapping is read for every month).
+MonthFilter = str | Mapping[str, str | None] | None
+
+
+def read_pending(table: Table, backfill_ids: Sequence[str], month: MonthFilter = None) -> StagingRead:
+    """Pending rows of ``backfill_ids`` (optionally restricted by ``month``) from the current snapshot."""
     from pyiceberg.expressions import And
 
     snap = table.current_snapshot()
     if snap is None:
         return StagingRead(None, [])
-    flt: BooleanExpression = And(one_of("backfill_id", set(backfill_ids)),
-                                 equal("status", StagingStatus.PENDING.value))
-    if month is not None:
-        flt = And(flt, equal("backfill_month", month))
+    flt: BooleanExpression = And(_ids_filter(backfill_ids, month), equal("status", StagingStatus.PENDING.value))
     arrow = table.scan(row_filter=flt, snapshot_id=snap.snapshot_id).to_arrow()
     return StagingRead(snap.snapshot_id, arrow.to_pylist())
+
+
+def _ids_filter(backfill_ids: Sequence[str], month: MonthFilter) -> BooleanExpression:
+    """``backfill_id IN ids`` with the month restriction: one for all ids, or one per id
+    (an OR of ``id = b AND month = m``), so several backfills of different months are
+    read in one scan of one pinned snapshot."""
+    from pyiceberg.expressions import And, Or
+
+    if not isinstance(month, Mapping):
+        flt = one_of("backfill_id", set(backfill_ids))
+        return flt if month is None else And(flt, equal("backfill_month", month))
+    per_id: list[BooleanExpression] = []
+    for bid in sorted(set(backfill_ids)):
+        m = month.get(bid)
+        per_id.append(equal("backfill_id", bid) if m is None
+                      else And(equal("backfill_id", bid), equal("backfill_month", m)))
+    return per_id[0] if len(per_id) == 1 else Or(*per_id)
+
+
+def pending_keys(table: Table, backfill_ids: Sequence[str], months: Iterable[str],
+                 snapshot_id: int | None) -> set[tuple[str, int | None, str]]:
+    """``(backfill_id, acct, backfill_month)`` of the pending rows of ``backfill_ids`` in
+    ``months`` at ``snapshot_id``: exactly the rows a run's staging update matches (ids x
+    months of the pinned snapshot), so a planner can check that it applies all of them."""
+    from pyiceberg.expressions import And
+
+    wanted = set(months)
+    if snapshot_id is None or not wanted:
+        return set()
+    flt = And(And(one_of("backfill_id", set(backfill_ids)), one_of("backfill_month", wanted)),
+              equal("status", StagingStatus.PENDING.value))
+    scan = table.scan(row_filter=flt, snapshot_id=snapshot_id,
+                      selected_fields=("backfill_id", "acct", "backfill_month"))
+    return {(r["backfill_id"], r["acct"], r["backfill_month"]) for r in scan.to_arrow().to_pylist()}
 
 
 def committed_digests(table: Table) -> dict[tuple[str, str], int]:

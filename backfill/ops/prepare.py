@@ -11,18 +11,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from backfill.config import Config
-from backfill.core.entries import validate_rows
+from backfill.core.entries import Entry, validate_rows
 from backfill.core.identifiers import check_backfill_id
 from backfill.core.months import is_month
 from backfill.core.plan import PartitionTask, Plan, plan_run
-from backfill.errors import InputError
+from backfill.errors import ConfigError, InputError
 from backfill.iceberg import tables
 from backfill.iceberg.array_lengths import find_overlong, overlong_note
+from backfill.iceberg.tables import MonthFilter
 from backfill.prepared import PreparedRun
 
 if TYPE_CHECKING:
@@ -37,16 +38,33 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("run-%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
 
 
-def check_request(backfill_ids: Sequence[str], backfill_month: str | None) -> tuple[str, ...]:
-    """The sorted distinct ids of a request; InputError for a malformed id or month."""
+def check_request(backfill_ids: Sequence[str], backfill_month: MonthFilter) -> tuple[str, ...]:
+    """The sorted distinct ids of a request; InputError for a malformed id or month.
+
+    ``backfill_month`` is one month for every id, or a mapping ``{id: month or None}``
+    that restricts each id on its own (the keys must be ids of the request).
+    """
     if not backfill_ids:
         raise InputError("at least one backfill id is required (--backfill-id)")
-    if backfill_month is not None and not is_month(backfill_month):
-        raise InputError(f"--backfill-month {backfill_month!r} is not a month of the form 'YYYY-MM'")
-    return tuple(sorted({check_backfill_id(b) for b in backfill_ids}))
+    ids = tuple(sorted({check_backfill_id(b) for b in backfill_ids}))
+    per_id = backfill_month if isinstance(backfill_month, Mapping) else {}
+    stray = sorted(set(per_id) - set(ids))
+    if stray:
+        raise InputError(f"backfill_month names id(s) {stray} that are not in the request {list(ids)}")
+    months = per_id.values() if isinstance(backfill_month, Mapping) else [backfill_month]
+    for month in months:
+        if month is not None and not is_month(month):
+            raise InputError(f"--backfill-month {month!r} is not a month of the form 'YYYY-MM'")
+    return ids
 
 
-def prepare(cfg: Config, catalog: Catalog, backfill_ids: Sequence[str], backfill_month: str | None = None,
+def _month_note(backfill_month: MonthFilter) -> str:
+    if isinstance(backfill_month, Mapping):
+        return " for " + ", ".join(f"{b}: {m or 'every month'}" for b, m in sorted(backfill_month.items()))
+    return f" for month {backfill_month}" if backfill_month else ""
+
+
+def prepare(cfg: Config, catalog: Catalog, backfill_ids: Sequence[str], backfill_month: MonthFilter = None,
             resume_from: str | None = None, run_id: str | None = None) -> PreparedRun:
     """Validate input and plan the run; raises a BackfillError and writes nothing on bad input."""
     cfg.validated()
@@ -56,10 +74,12 @@ def prepare(cfg: Config, catalog: Catalog, backfill_ids: Sequence[str], backfill
     tables.load(catalog, cfg, "audit")
     read = tables.read_pending(staging, ids, backfill_month)
     if not read.rows:
-        month_note = f" for month {backfill_month}" if backfill_month else ""
+        month_note = _month_note(backfill_month)
         raise InputError(f"backfill id(s) {', '.join(ids)} have no pending rows in "
                          f"{tables.display_name(cfg, 'staging')}{month_note}; nothing to do")
     entries = validate_rows(read.rows, [hc.value_column for hc in cfg.tables.history_columns])
+    if isinstance(backfill_month, Mapping):
+        _check_per_id_marks(staging, read.snapshot_id, ids, entries)
     parts = tables.partitions(target, cfg.tables.month_column)
     plan = plan_run(entries, parts, cfg.tables.window, cfg.run.order, resume_from)
     if not plan.tasks and not plan.skipped_by_resume:
@@ -67,11 +87,49 @@ def prepare(cfg: Config, catalog: Catalog, backfill_ids: Sequence[str], backfill
         raise InputError(f"no pending entry of {', '.join(ids)} touches an existing partition of "
                          f"{tables.display_name(cfg, 'target')}; nothing was written ({reasons})")
     committed = tables.committed_digests(target)
+    _check_resumed(plan, committed, resume_from)
     already = {t.partition: committed[(t.partition, t.digest)] for t in plan.tasks
                if (t.partition, t.digest) in committed}
     if cfg.run.check_array_lengths:
         plan = _with_array_length_notes(plan, target, cfg, [t for t in plan.tasks if t.partition not in already])
     return PreparedRun(cfg, ids, run_id or new_run_id(), plan, read.snapshot_id, already)
+
+
+def _check_per_id_marks(staging: Table, snapshot_id: int | None, ids: Sequence[str],
+                        entries: Sequence[Entry]) -> None:
+    """Refuse a per-id month filter that would let the run mark rows it does not apply.
+
+    The staging update after a run matches the pending rows of all the run's ids in each
+    applied month. With one filter for every id those are exactly the run's entries; with
+    a filter per id, an id may have pending rows in a month another id brought in, and
+    they would be marked applied without being written. Found here, before any write.
+    """
+    planned = {(e.backfill_id, e.acct, e.month) for e in entries}
+    extra = tables.pending_keys(staging, ids, {e.month for e in entries}, snapshot_id) - planned
+    if extra:
+        pairs = sorted({f"{b} {m}" for b, _, m in extra})
+        raise InputError(
+            f"pending rows of {', '.join(pairs)} lie outside their id's backfill_month but in a month "
+            "another id of this run applies: the run's staging update would mark them applied without "
+            "writing them. Run those backfills separately, or give them the same backfill_month; "
+            "nothing was written")
+
+
+def _check_resumed(plan: Plan, committed: Mapping[tuple[str, str], int], resume_from: str | None) -> None:
+    """Refuse ``--resume-from`` when a partition it skips lacks its commit for these entries.
+
+    A skipped partition counts as done only if the table holds its commit for exactly
+    these entries (same partition, same digest); otherwise the run would finish, mark the
+    entries applied, and leave those partitions without the values. Nothing is written.
+    """
+    lacking = [t.partition for t in plan.skipped_tasks if (t.partition, t.digest) not in committed]
+    if not lacking:
+        return
+    shown = ", ".join(sorted(lacking)[:12]) + (", ..." if len(lacking) > 12 else "")
+    raise ConfigError(
+        f"--resume-from {resume_from} would skip {len(lacking)} partition(s) that hold no commit of these "
+        f"entries: {shown}. Rerun without --resume-from (partitions already committed are found and not "
+        "redone) or with an earlier month; nothing was written")
 
 
 def _with_array_length_notes(plan: Plan, target: Table, cfg: Config, tasks: Sequence[PartitionTask]) -> Plan:

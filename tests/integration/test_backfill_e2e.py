@@ -192,7 +192,8 @@ def test_python_api_under_the_seed_names(e2e, tmp_path):
     assert api.cleanup_old_audits(processor, 90, dry_run=True) is not None
     with pytest.raises(InputError, match="no pending rows"):
         api.BatchBackfillOrchestrator(processor).run_backfill(BID)
-    with pytest.raises(InputError, match="different months"):
+    # each item's month restricts its own id (issue 13); ids without pending rows are refused
+    with pytest.raises(InputError, match="no pending rows"):
         api.run_parallel_backfills(processor, [{"backfill_id": "a", "backfill_month": "2023-01"},
                                                {"backfill_id": "b"}])
 

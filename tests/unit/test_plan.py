@@ -110,3 +110,13 @@ def test_merge_batch_union_of_entries_and_without():
         MergeBatch(())
     with pytest.raises(ValueError):
         MergeBatch((a, a))
+
+
+def test_resume_from_keeps_the_skipped_tasks_with_their_digests():
+    """--resume-from may only skip partitions whose commit for these entries exists: the
+    plan keeps what it skipped, digests included, so the run can look each one up."""
+    plan = plan_run([e(1, "2024-01"), e(2, "2024-02")], PARTS, window=6, resume_from="2024-03")
+    assert [t.partition for t in plan.skipped_tasks] == ["2024-02", "2024-01"]
+    full = {t.partition: t for t in plan_run([e(1, "2024-01"), e(2, "2024-02")], PARTS, window=6).tasks}
+    assert all(t.digest == full[t.partition].digest for t in plan.skipped_tasks)
+    assert not {t.partition for t in plan.tasks} & set(plan.skipped_by_resume)
