@@ -67,6 +67,10 @@ class RunExecutor:
         return {partition: snap for partition, (dig, snap) in self.store.committed(self.key).items()
                 if digests.get(partition) == dig and snap is not None and snap not in snapshots_in_history}
 
+    def forget(self) -> None:
+        """Drop this run's checkpoint records (the run is planned again from scratch)."""
+        self.store.forget(self.key)
+
     def checkpoint(self, outcome: PartitionOutcome) -> None:
         """Make an attempt's outcome durable in the checkpoint store."""
         run_id = self.prepared.run_id
@@ -104,6 +108,14 @@ class RunExecutor:
         self._pool.call("mark_staging", list(self.prepared.backfill_ids), list(months),
                         self.prepared.staging_snapshot_id, status.value, reason)
 
+    def set_status(self, rows: Sequence[tuple[str, int, str, str]], from_status: StagingStatus,
+                   to_status: StagingStatus) -> None:
+        """Move single staging rows ``(id, acct, month, reason)`` (on an actor's session)."""
+        if self._pool is None:
+            raise RuntimeError("set_status() needs the actors of run()")
+        if rows:
+            self._pool.call("set_status", list(rows), from_status.value, to_status.value)
+
     def shutdown(self) -> None:
         """End every partition actor (the checkpoint actor stays: it outlives runs)."""
         if self._pool is not None:
@@ -129,7 +141,7 @@ class RunExecutor:
             self.store.mark(self.key, task.partition, CheckpointState.RUNNING, run_id=self.prepared.run_id,
                             run_attempt=attempt)
         return actor.apply.remote(batch, list(self.prepared.backfill_ids), self.prepared.run_id,
-                                  self.prepared.staging_snapshot_id, attempt)
+                                  self.prepared.staging_snapshot_id, attempt, self.prepared.branch)
 
 
 def poll_progress(running: Sequence[RunningAttempt]) -> list[RunningMerge]:

@@ -26,17 +26,20 @@ from actors import runtime
 from backfill.config import Config
 from backfill.core.commit_tags import KEY_RUN, commit_properties, tagged_work
 from backfill.core.identifiers import quote_table
+from backfill.core.names import MAIN_BRANCH
 from backfill.core.plan import MergeBatch, PartitionTask
 from backfill.core.results import CommitStats, PartitionOutcome, SparkProgress
 from backfill.core.states import AttemptStatus, StagingStatus
 from backfill.errors import BackfillError, PermanentError, TransientError
 from backfill.sql.merge import (
     LITERAL_SOURCE_MAX_ENTRIES,
+    STATUS_ROWS_PER_STATEMENT,
     commit_stats_sql,
     entries_source_sql,
     mark_staging_sql,
     matched_rows_sql,
     merge_sql,
+    set_status_sql,
     staging_source_sql,
 )
 from cluster.jars import iceberg_runtime_jar
@@ -61,6 +64,15 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _lineage(table: Any, ref: str) -> Iterator[Any]:
+    """Snapshots of branch ``ref`` of an Iceberg Java ``Table``, newest first."""
+    snap = table.snapshot(ref)
+    while snap is not None:
+        yield snap
+        parent = snap.parentId()
+        snap = table.snapshot(parent) if parent is not None else None
+
+
 def _accounts(task: PartitionTask) -> int:
     """Distinct accounts with an entry in ``task`` (each is one row the MERGE should match)."""
     return len({e.acct for e in task.entries})
@@ -74,6 +86,8 @@ class _Attempt:
     started_at: datetime
     actor: str
     node: str
+    #: the run's write-audit-publish branch, or None to commit to main
+    branch: str | None = None
 
     def outcome(self, task: PartitionTask, status: AttemptStatus, *, rows_updated: int = 0, missing_rows: int = 0,
                 snapshot_id: int | None = None, stats: CommitStats | None = None, error: str | None = None,
@@ -149,18 +163,20 @@ class PartitionWorker:
         table.refresh()
         return table
 
-    def _find_commits(self, tasks: Sequence[PartitionTask], run_id: str | None = None,
+    def _find_commits(self, tasks: Sequence[PartitionTask], branch: str | None, run_id: str | None = None,
                       table: Any = None) -> dict[str, tuple[int, dict[str, str]]]:
         """{partition: (snapshot id, summary)} of the newest commit tagged with each task's
         partition and digest (and ``run_id``), for the tasks that have one.
 
-        Reads the table metadata through Iceberg's Java API: no Spark job, unlike a query
-        on the ``snapshots`` metadata table (it was a third of a small partition's time).
+        Only commits in the lineage of the run's branch (or main) count: a commit on an
+        abandoned branch is not in what this run publishes. Reads the table metadata
+        through Iceberg's Java API: no Spark job, unlike a query on the ``snapshots``
+        metadata table (it was a third of a small partition's time).
         """
         table = table if table is not None else self._iceberg_table()
         wanted = {t.partition: t.digest for t in tasks}
         found: dict[str, tuple[int, dict[str, str]]] = {}
-        for snap in reversed(list(table.snapshots())):
+        for snap in _lineage(table, branch or MAIN_BRANCH):
             summary = {str(k): str(v) for k, v in snap.summary().items()}
             if run_id is not None and summary.get(KEY_RUN) != run_id:
                 continue
@@ -174,10 +190,11 @@ class PartitionWorker:
     # ------------------------------------------------------------------ work
 
     def apply(self, batch: MergeBatch, backfill_ids: Sequence[str], run_id: str,
-              staging_snapshot_id: int | None, attempt: int) -> list[PartitionOutcome]:
-        """Apply every entry of the batch's partitions in one MERGE; one outcome per
-        partition, in batch order. Never raises: a failure is every partition's outcome."""
-        att = _Attempt(attempt=attempt, started_at=_now(), actor=self.name, node=self.node)
+              staging_snapshot_id: int | None, attempt: int, branch: str | None = None) -> list[PartitionOutcome]:
+        """Apply every entry of the batch's partitions in one MERGE (on ``branch``, else
+        main); one outcome per partition, in batch order. Never raises: a failure is
+        every partition's outcome."""
+        att = _Attempt(attempt=attempt, started_at=_now(), actor=self.name, node=self.node, branch=branch)
         try:
             return self._apply(batch, backfill_ids, run_id, staging_snapshot_id, att)
         except Exception as exc:  # reported, classified by type and retried by the driver
@@ -200,7 +217,7 @@ class PartitionWorker:
         mor = str(table.properties().get("write.merge.mode") or "") == "merge-on-read"
         matched: dict[str, int] | None = None
         if not mor:
-            matched = self._matched_rows(todo, backfill_ids, staging_snapshot_id)
+            matched = self._matched_rows(todo, backfill_ids, staging_snapshot_id, att.branch)
             outcomes.update({t.partition: att.outcome(t, AttemptStatus.NOOP, missing_rows=_accounts(t))
                              for t in todo.tasks if not matched.get(t.partition)})
             todo = todo.without(outcomes)
@@ -212,7 +229,7 @@ class PartitionWorker:
     def _already_committed(self, batch: MergeBatch, table: Any, att: _Attempt) -> dict[str, PartitionOutcome]:
         """Outcomes of the batch's partitions whose exact work (same digest) is in the table's history."""
         outcomes: dict[str, PartitionOutcome] = {}
-        done = self._find_commits(batch.tasks, table=table)
+        done = self._find_commits(batch.tasks, att.branch, table=table)
         for task in batch.tasks:
             if task.partition in done:
                 snap, summary = done[task.partition]
@@ -223,11 +240,11 @@ class PartitionWorker:
         return outcomes
 
     def _matched_rows(self, batch: MergeBatch, backfill_ids: Sequence[str],
-                      staging_snapshot_id: int | None) -> dict[str, int]:
+                      staging_snapshot_id: int | None, branch: str | None) -> dict[str, int]:
         """{partition: target rows the batch's entries match}, counted before a copy-on-write MERGE."""
         source, accounts = self.source_for(batch, backfill_ids, staging_snapshot_id)
         return {str(p): int(n) for p, n in self.spark.sql(
-            matched_rows_sql(self.cfg, batch.partitions, source, accounts)).collect()}
+            matched_rows_sql(self.cfg, batch.partitions, source, accounts, branch)).collect()}
 
     def _merge(self, todo: MergeBatch, backfill_ids: Sequence[str], run_id: str, staging_snapshot_id: int | None,
                table: Any, matched: dict[str, int] | None, att: _Attempt) -> dict[str, PartitionOutcome]:
@@ -238,12 +255,12 @@ class PartitionWorker:
         """
         source, accounts = self.source_for(todo, backfill_ids, staging_snapshot_id)
         props = commit_properties([(t.partition, t.digest) for t in todo.tasks], run_id, backfill_ids)
-        statement = merge_sql(self.cfg, todo.partitions, source, accounts)
+        statement = merge_sql(self.cfg, todo.partitions, source, accounts, att.branch)
         t0 = time.monotonic()
         with job_group(self.spark, todo.job_group(att.attempt)):  # the driver polls its progress
             run_with_commit_properties(self.spark, props, lambda: self.spark.sql(statement).collect())
         log.info("partitions %s merged in %.1f s", ",".join(todo.partitions), time.monotonic() - t0)
-        found = self._find_commits(todo.tasks[:1], run_id).get(todo.tasks[0].partition)
+        found = self._find_commits(todo.tasks[:1], att.branch, run_id).get(todo.tasks[0].partition)
         snap, summary = found if found else (None, {})
         stats = self._stats_by_partition(todo, snap, summary, table)
         outcomes: dict[str, PartitionOutcome] = {}
@@ -301,10 +318,19 @@ class PartitionWorker:
         """Move pending staging rows of ``months`` to ``status`` in one Iceberg commit."""
         if not months:
             return
-        statement = mark_staging_sql(self.cfg, backfill_ids, months, staging_snapshot_id,
-                                     StagingStatus(status), error)
+        self._update_staging(mark_staging_sql(self.cfg, backfill_ids, months, staging_snapshot_id,
+                                              StagingStatus(status), error))
+
+    def set_status(self, rows: Sequence[tuple[str, int, str, str]], from_status: str, to_status: str) -> None:
+        """Move single staging rows ``(id, acct, month, reason)`` from one status to another."""
+        step = STATUS_ROWS_PER_STATEMENT
+        for i in range(0, len(rows), step):
+            self._update_staging(set_status_sql(self.cfg, rows[i:i + step], StagingStatus(from_status),
+                                                StagingStatus(to_status)))
+
+    def _update_staging(self, statement: str) -> None:
         # Other runs update staging too: a conflicting commit is retried on fresh metadata
-        # (the statement only touches rows still pending, so a retry is idempotent).
+        # (every statement only touches rows still in their old status: a retry is idempotent).
         for attempt in Retrying(**self.cfg.run.retry_policy.attempts(is_retryable)):
             with attempt:
                 self._refresh(self._staging)

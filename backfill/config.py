@@ -175,6 +175,10 @@ class RunConfig:
     checkpoint_dir: str | None = None
     #: Before a run, read the rows it will rewrite and report arrays longer than the window.
     check_array_lengths: bool = True
+    #: Write-audit-publish: commit to a branch of the target and move main to it in one
+    #: step once every partition is committed (and verified, with --verify). False
+    #: commits every MERGE to main as it ends (readers see a run part way).
+    write_audit_publish: bool = True
 
     @property
     def retry_policy(self) -> RetryPolicy:

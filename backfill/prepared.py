@@ -7,10 +7,26 @@ into the module that builds it (:mod:`backfill.ops.run`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from backfill.config import Config
 from backfill.core.plan import Plan
+from backfill.core.series import Resolution
+
+_NOTHING_SUPERSEDED = Resolution((), (), ())
+
+#: Which months of a run's ids are read: one month for every id, none (every month), or per
+#: id (``{id: month or None}``; an id left out of the mapping is read for every month).
+MonthFilter = str | Mapping[str, str | None] | None
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """The request a run was planned from, beside its ids."""
+
+    backfill_month: MonthFilter = None
+    resume_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -24,6 +40,11 @@ class PreparedRun:
         plan: partitions, their entries and digests, rejected entries.
         staging_snapshot_id: the staging snapshot the entries were read and validated at.
         already_committed: partition -> snapshot id of work found committed before the run.
+        resolution: the series rule's verdict: which of the run's entries a later-staged
+            row supersedes, and which applied rows of earlier runs this run displaces.
+        branch: the write-audit-publish branch the run commits to; None commits to main.
+        request: how the run was asked for (month filter, resume month), so a run whose
+            branch fell behind main can be planned again on the new main.
     """
 
     cfg: Config
@@ -32,3 +53,6 @@ class PreparedRun:
     plan: Plan
     staging_snapshot_id: int | None
     already_committed: dict[str, int]
+    resolution: Resolution = field(default=_NOTHING_SUPERSEDED)
+    branch: str | None = None
+    request: RunRequest = field(default_factory=RunRequest)

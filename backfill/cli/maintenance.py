@@ -1,5 +1,5 @@
 """Commands that look after the tables and the stack: ``compact``, ``cleanup-audits``,
-``generate-sql`` and the embedded ``catalog`` service."""
+``generate-sql``, ``rollback`` and the embedded ``catalog`` service."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from backfill.iceberg import tables
 from backfill.ops.cleanup import DEFAULT_DAYS_TO_KEEP, cleanup_audits
 from backfill.ops.compact import backfilled_partitions, compact
 from backfill.ops.prepare import prepare
+from backfill.ops.rollback import rollback
 from backfill.sql.script import build_statements, render_script
 from cluster.metastore import EmbeddedMetastore
 
@@ -58,6 +59,15 @@ def cmd_generate_sql(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_rollback(args: argparse.Namespace) -> int:
+    cfg = options.config_from_args(args)
+    resolved, catalog = options.catalog_from_config(cfg)
+    result = rollback(cfg, catalog, resolved, args.backfill_id, dry_run=args.dry_run, progress=print)
+    for line in result.lines():
+        print(line)
+    return ExitCode.OK
+
+
 def cmd_catalog(args: argparse.Namespace) -> int:
     cfg = options.config_from_args(args)
     if cfg.catalog.type != "embedded":
@@ -74,7 +84,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    """Add ``compact``, ``cleanup-audits``, ``generate-sql`` and ``catalog``."""
+    """Add ``compact``, ``cleanup-audits``, ``generate-sql``, ``rollback`` and ``catalog``."""
     p = sub.add_parser(
         "compact", help="rewrite small data and delete files left by merge-on-read backfills, with the cost")
     options.add_common_options(p)
@@ -97,6 +107,17 @@ def register(sub: Any) -> None:
     options.add_request_options(p, "script")
     p.add_argument("--output", help="write the script to this file (default: standard output)")
     p.set_defaults(func=cmd_generate_sql)
+
+    p = sub.add_parser(
+        "rollback", help="put back the values a backfill replaced (cells written since by others are kept)",
+        description="Undo a backfill: an unpublished run's branch is dropped; for a published one, every cell "
+                    "its commits changed goes back to the value before, unless a later backfill or another "
+                    "writer has written it since (those are kept and listed). Published in one step; its "
+                    "staging rows become 'rolled_back'. Safe to rerun.")
+    options.add_common_options(p)
+    p.add_argument("--backfill-id", action="append", required=True, help="backfill id to roll back (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be restored and kept; write nothing")
+    p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("catalog", help="start, stop or check the embedded catalog service")
     options.add_common_options(p)

@@ -11,32 +11,44 @@ from backfill.errors import ExitCode, InputError, NothingRecorded
 from backfill.ops.estimate import estimate, pending_backfill_ids
 from backfill.ops.prepare import prepare
 from backfill.ops.report import FORMATS, build_report, render, timeline_png
-from backfill.ops.status import format_status, format_status_json, load_audit_rows, partition_states
+from backfill.ops.status import (
+    entries_line,
+    format_status,
+    format_status_json,
+    load_audit_rows,
+    load_entry_counts,
+    partition_states,
+)
 
 
-def rows_for_args(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Audit rows selected by a command's options; NothingRecorded when there are none."""
+def rows_for_args(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Audit rows selected by a command's options (NothingRecorded when there are none),
+    and the id's staging entries by status."""
     cfg = options.config_from_args(args)
     _, catalog = options.catalog_from_config(cfg)
     rows = load_audit_rows(catalog, cfg, args.backfill_id, args.run_id)
     if not rows:
         run = f" and run id {args.run_id!r}" if args.run_id else ""
         raise NothingRecorded(f"no audit rows for backfill id {args.backfill_id!r}{run}")
-    return rows
+    return rows, load_entry_counts(catalog, cfg, args.backfill_id)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    states = partition_states(rows_for_args(args))
+    rows, entries = rows_for_args(args)
+    states = partition_states(rows)
     if args.json:
-        print(format_status_json(states, args.backfill_id, args.run_id))
+        print(format_status_json(states, args.backfill_id, args.run_id, entries))
     else:
         print(format_status(states, args.backfill_id, args.run_id))
+        print(entries_line(entries, args.backfill_id))
     return ExitCode.OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    rows = rows_for_args(args)
+    rows, entries = rows_for_args(args)
     text = render(build_report(rows, args.backfill_id), args.format)
+    if args.format == "text":
+        text += "\n" + entries_line(entries, args.backfill_id)
     if args.output:
         Path(args.output).write_text(text + "\n")
         print(f"report written to {args.output}")

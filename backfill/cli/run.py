@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import backfill.cli.options as options
 from backfill.cli.progress import reporter_for
 from backfill.config import Config
+from backfill.core.results import RunResult
 from backfill.errors import ConfigError, ExitCode, RunFailed, RunStopped, VerificationFailed
 from backfill.ops.prepare import prepare
 from backfill.ops.report import build_report, render
@@ -70,38 +71,28 @@ def _run_backfill(args: argparse.Namespace, cfg: Config, stop: StopSignal | None
         n = run_script(prepared, resolved, progress=print)
         print(f"method sql: ran {n} statement(s) in one Spark session")
         return ExitCode.OK
-    result = execute(prepared, resolved, catalog, progress=reporter_for(sys.stdout), stop=stop)
+    result = execute(prepared, resolved, catalog, progress=reporter_for(sys.stdout), stop=stop, verify=args.verify)
     for line in result.summary_lines():
         print(line)
     try:
-        if result.failed_partitions:
-            raise RunFailed(f"{len(result.failed_partitions)} partition(s) failed after retries; "
-                            "rerun the same command to resume")
-        if result.not_started:
-            raise RunStopped(f"{len(result.not_started)} partition(s) not started; rerun the same command to resume")
-        if args.verify:
-            _verify_run(cfg, catalog, prepared)
+        raise_for_result(result)
     finally:
         if args.report:
             _print_run_report(cfg, catalog, prepared)
     return ExitCode.OK
 
 
-#: What ``--verify`` can and cannot promise today, printed with every verification.
-WAP_NOTE = ("this run's commits are already on the main branch: readers see them whatever verification "
-            "finds (write-audit-publish, which would keep main untouched until verification passes, is not "
-            "built yet)")
-
-
-def _verify_run(cfg: Config, catalog: Catalog, prepared: PreparedRun) -> None:
-    """``--verify``: the ``verify`` command on the run's ids; VerificationFailed (exit 1) on a mismatch."""
-    ids = ", ".join(prepared.backfill_ids)
-    print(f"verifying {ids} cell by cell against the table before its first commit; note: {WAP_NOTE}")
-    report = verify_backfill(cfg, catalog, prepared.backfill_ids)
-    for line in report.lines():
-        print(line)
-    if not report.ok:
-        raise VerificationFailed(f"verification of {ids} found mismatches; {WAP_NOTE}")
+def raise_for_result(result: RunResult) -> None:
+    """The error (and so the exit code) of a run that did not end published and verified."""
+    if result.failed_partitions:
+        raise RunFailed(f"{len(result.failed_partitions)} partition(s) failed after retries; "
+                        "rerun the same command to resume")
+    if result.not_started:
+        raise RunStopped(f"{len(result.not_started)} partition(s) not started; rerun the same command to resume")
+    if result.verified is False:
+        where = (f"main is untouched and branch {result.branch} holds the run (drop it with "
+                 f"`rollback --backfill-id ...`)" if result.branch else "its commits are on main (--no-wap)")
+        raise VerificationFailed(f"verification of {', '.join(result.backfill_ids)} found mismatches; {where}")
 
 
 def _print_run_report(cfg: Config, catalog: Catalog, prepared: PreparedRun) -> None:
@@ -233,7 +224,9 @@ def _register_backfill(sub: Any) -> None:
     p.add_argument("--report", action="store_true",
                    help="at the end, print the report of this run (as `report --run-id`), also after a failure")
     p.add_argument("--verify", action="store_true",
-                   help="after a complete run, check every partition of its ids cell by cell (as `verify`) and "
-                        "exit 1 on a mismatch. The run's commits are already on the main branch when it runs: "
-                        "a failed verification does not undo them (write-audit-publish is not built yet)")
+                   help="once every partition is committed on the run's branch, check each commit cell by cell "
+                        "(as `verify`) before publishing; on a mismatch main is left untouched and the exit code is 1")
+    p.add_argument("--no-wap", action="store_true",
+                   help="commit each MERGE straight to main instead of publishing the whole run in one step "
+                        "(readers then see a run part way; [run] write_audit_publish = false)")
     p.set_defaults(func=cmd_backfill)

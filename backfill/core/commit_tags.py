@@ -13,11 +13,13 @@ contain a comma, and both are validated before they are written.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from backfill.core.identifiers import check_backfill_id
+from backfill.core.identifiers import check_backfill_id, check_identifier
 from backfill.core.months import is_month
+from backfill.core.names import ROLLBACK_BRANCH_PREFIX, RUN_BRANCH_PREFIX
 
 KEY_PARTITION = "backfill.partition"
 KEY_DIGEST = "backfill.digest"
@@ -71,3 +73,23 @@ def tagged_ids(props: Mapping[str, str] | None) -> set[str]:
     if not props:
         return set()
     return {b for b in str(props.get(KEY_IDS) or "").split(",") if b}
+
+
+def run_branch(backfill_ids: Iterable[str]) -> str:
+    """The write-audit-publish branch of a run of ``backfill_ids``.
+
+    Derived from the ids alone, so a resumed run (another driver, another day) finds the
+    branch its predecessor committed to. A hash keeps it a plain identifier whatever the
+    ids hold, and short whatever their number.
+    """
+    return _branch(RUN_BRANCH_PREFIX, backfill_ids)
+
+
+def rollback_branch(backfill_ids: Iterable[str]) -> str:
+    """The branch a rollback of ``backfill_ids`` writes to before it publishes."""
+    return _branch(ROLLBACK_BRANCH_PREFIX, backfill_ids)
+
+
+def _branch(prefix: str, backfill_ids: Iterable[str]) -> str:
+    ids = ",".join(sorted({check_backfill_id(b) for b in backfill_ids}))
+    return check_identifier(prefix + hashlib.sha256(ids.encode()).hexdigest()[:12], "branch")

@@ -133,26 +133,27 @@ def validate_rows(rows: Iterable[Mapping[str, object]], value_columns: Sequence[
     """Turn staging rows into entries, or raise one InputError listing every bad row.
 
     Checks: backfill id shape, NULL or out-of-range account, malformed month, values
-    that do not fit DECIMAL(18,2), and two entries for the same (acct, month) in one run
-    (also across backfill ids consolidated into the run).
+    that do not fit DECIMAL(18,2), and two pending entries for the same (acct, month)
+    in one backfill id. The same (acct, month) under two ids is a correction of a
+    correction, which the series rule settles (:mod:`backfill.core.series`).
     """
     problems: list[str] = []
     entries: list[Entry] = []
-    seen: dict[tuple[int, str], str] = {}
+    seen: set[tuple[str, int, str]] = set()
     for row in rows:
         where = _describe_row(row)
         entry, row_problems = _row_entry(row, value_columns)
         problems += [f"{where}: {p}" for p in row_problems]
         if entry is None:
             continue
-        key = (entry.acct, entry.month)
+        key = (entry.backfill_id, entry.acct, entry.month)
         if key in seen:
             problems.append(
-                f"{where}: duplicate entry for acct={entry.acct} month={entry.month!r} "
-                f"(also staged under backfill_id={seen[key]!r}); keep one pending row per account and month"
+                f"{where}: duplicate entry for acct={entry.acct} month={entry.month!r} in "
+                f"backfill_id={entry.backfill_id!r}; keep one pending row per account and month in one backfill"
             )
             continue
-        seen[key] = entry.backfill_id
+        seen.add(key)
         entries.append(entry)
     if problems:
         raise _invalid_rows(problems)
@@ -172,3 +173,12 @@ def digest(entries: Iterable[Entry]) -> str:
                        tuple(None if v is None else str(v) for v in e.values))).encode())
         h.update(b"\n")
     return h.hexdigest()[:32]
+
+
+def lenient_values(row: Mapping[str, object], value_columns: Sequence[str]) -> tuple[Decimal | None, ...]:
+    """The row's values, with a value that does not fit read as NULL.
+
+    For rows of other backfills that compete for a run's cells: such a row is validated
+    (and refused) when its own run reads it; here a bad value simply claims no cell.
+    """
+    return tuple(_parse_value(row.get(col))[0] for col in value_columns)

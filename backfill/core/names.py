@@ -18,3 +18,12 @@ RAY_NAMESPACE = "iceberg_backfill"
 
 #: Base name of the detached checkpoint actor (a hash of its directory is appended).
 CHECKPOINT_ACTOR_NAME = "backfill-checkpoints"
+
+#: The branch readers of the target read.
+MAIN_BRANCH = "main"
+
+#: Prefix of a run's write-audit-publish branch of the target (a hash of its ids follows).
+RUN_BRANCH_PREFIX = "backfill_"
+
+#: Prefix of the branch a rollback writes to before it publishes.
+ROLLBACK_BRANCH_PREFIX = "rollback_"

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import TypeAlias
 
 from backfill.core.secrets import scrub
-from backfill.core.states import DONE_STATUSES, AttemptStatus
+from backfill.core.states import DONE_STATUSES, AttemptStatus, PublishState
 
 #: A value of an audit table row, as the audit writer takes it (timestamps as datetimes).
 AuditValue: TypeAlias = str | int | float | datetime | None
@@ -146,6 +146,18 @@ class PartitionOutcome:
         return row
 
 
+@dataclass
+class RunEnding:
+    """How a run's last steps went: verification, publish, and the staging marks."""
+
+    verified: bool | None = None
+    verify_lines: tuple[str, ...] = ()
+    published: PublishState | None = None
+    applied: int = 0
+    rejected: int = 0
+    superseded: int = 0
+
+
 @dataclass(frozen=True)
 class RunResult:
     """Summary of a run, printed by the CLI and returned by the Python API."""
@@ -161,6 +173,15 @@ class RunResult:
     notes: tuple[str, ...] = ()
     #: Planned partitions never attempted because the run was stopped (SIGTERM/SIGINT).
     not_started: tuple[str, ...] = ()
+    #: The run's entries a later-staged row replaced in every cell (series rule): not written.
+    superseded_entries: int = 0
+    #: The write-audit-publish branch the run committed to (None: straight to main).
+    branch: str | None = None
+    #: What publishing did (None: not published, or no branch).
+    published: PublishState | None = None
+    #: ``--verify``: None when not asked or not reached, else whether every cell checked out.
+    verified: bool | None = None
+    verify_lines: tuple[str, ...] = ()
 
     def final(self) -> dict[str, PartitionOutcome]:
         """Last attempt per partition."""
@@ -186,6 +207,13 @@ class RunResult:
         """Every planned partition ended committed, already committed or with nothing to do."""
         return not self.failed_partitions and not self.not_started
 
+    def _publish_line(self) -> str:
+        if self.published in (PublishState.PUBLISHED, PublishState.ALREADY_ON_MAIN):
+            return f"published to main in one step (branch {self.branch})"
+        if self.verified is False:
+            return f"NOT published: verification failed; main is untouched, branch {self.branch} holds the run"
+        return f"not published yet: main is untouched, branch {self.branch} holds the commits so far"
+
     def summary_lines(self) -> list[str]:
         fin = self.final()
 
@@ -202,9 +230,12 @@ class RunResult:
             + (f", skipped by --resume-from {len(self.skipped_by_resume)}" if self.skipped_by_resume else ""),
             f"  rows updated {self.rows_updated}, entries without a target row (not created) "
             f"{self.missing_rows}",
-            f"  staging entries applied {self.applied_entries}, rejected {self.rejected_entries}",
+            f"  staging entries applied {self.applied_entries}, superseded {self.superseded_entries}, "
+            f"rejected {self.rejected_entries}",
             f"  attempts {len(self.outcomes)}, elapsed {self.duration_seconds:.1f} s",
         ]
+        if self.branch is not None:
+            lines.append(f"  {self._publish_line()}")
         lines += [f"  note: {n}" for n in self.notes]
         if self.failed_partitions:
             lines.append(f"  FAILED: {', '.join(self.failed_partitions)} (rerun the same command to resume)")

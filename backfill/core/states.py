@@ -30,6 +30,8 @@ class AttemptStatus(_Text):
     FAILED = "failed"
     #: its driver died mid-attempt; written by the next run from the checkpoint
     INTERRUPTED = "interrupted"
+    #: ``rollback`` put back the values a backfill replaced in this partition
+    ROLLED_BACK = "rolled_back"
 
     @property
     def done(self) -> bool:
@@ -39,7 +41,7 @@ class AttemptStatus(_Text):
 
 #: Attempt statuses after which the partition needs no more work.
 DONE_STATUSES: frozenset[AttemptStatus] = frozenset(
-    {AttemptStatus.COMMITTED, AttemptStatus.ALREADY_COMMITTED, AttemptStatus.NOOP})
+    {AttemptStatus.COMMITTED, AttemptStatus.ALREADY_COMMITTED, AttemptStatus.NOOP, AttemptStatus.ROLLED_BACK})
 
 
 class PartitionProgress(_Text):
@@ -65,3 +67,18 @@ class StagingStatus(_Text):
     PENDING = "pending"
     APPLIED = "applied"
     REJECTED = "rejected"
+    #: every cell of the row is held by a row staged after it (the series rule)
+    SUPERSEDED = "superseded"
+    #: ``rollback`` put back the values the row's backfill replaced
+    ROLLED_BACK = "rolled_back"
+
+
+class PublishState(_Text):
+    """What publishing a run's branch did to main."""
+
+    #: main moved to the branch's head in one step
+    PUBLISHED = "published"
+    #: main already held every commit of the branch (published before, or nothing to publish)
+    ALREADY_ON_MAIN = "already_on_main"
+    #: main moved since the branch was made (another writer): the run is replayed on the new main
+    MAIN_MOVED = "main_moved"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tenacity import RetryCallState, Retrying
 
 from backfill.core.retry import RetryPolicy
+from backfill.iceberg.retrying import commit_retryable_errors
 from backfill.iceberg.schema import audit_schema
 from backfill.iceberg.tables import to_arrow
 
@@ -23,18 +24,6 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 log = logging.getLogger(__name__)
-
-
-def _retryable_errors() -> tuple[type[BaseException], ...]:
-    """Commit conflicts, and the catalog being unreachable (refused, reset, timed out)."""
-    from pyiceberg.exceptions import CommitFailedException
-
-    errors: tuple[type[BaseException], ...] = (CommitFailedException, ConnectionError, TimeoutError, EOFError)
-    try:  # present with the hive extra; other catalogs raise the builtin errors above
-        from thrift.transport.TTransport import TTransportException
-    except ImportError:
-        return errors
-    return errors + (TTransportException,)
 
 
 class AuditWriter:
@@ -48,7 +37,7 @@ class AuditWriter:
         if not rows:
             return
         data = to_arrow(rows, audit_schema())
-        for attempt in Retrying(**self._policy.ride_out(_retryable_errors()), before_sleep=_log_retry):
+        for attempt in Retrying(**self._policy.ride_out(commit_retryable_errors()), before_sleep=_log_retry):
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
                     self._table = self._table.refresh()

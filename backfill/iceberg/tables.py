@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from backfill.config import Config
 from backfill.core.commit_tags import tagged_work
+from backfill.core.names import MAIN_BRANCH
+from backfill.core.series import COMPETING
 from backfill.core.states import StagingStatus
 from backfill.errors import TableError
 from backfill.iceberg.filters import equal, one_of
@@ -22,6 +24,7 @@ from backfill.iceberg.schema import (
     staging_schema,
     target_schema,
 )
+from backfill.prepared import MonthFilter
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from pyiceberg.partitioning import PartitionSpec
     from pyiceberg.schema import Schema
     from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
     from pyiceberg.table.sorting import SortOrder
 
 #: Target table properties set by ``setup`` (plus write mode and format, from the config).
@@ -147,9 +151,6 @@ class StagingRead:
     rows: list[dict[str, Any]]
 
 
-#: Which months of a run's ids are read: one month for every id, none (every month), or per
-#: id (``{id: month or None}``; an id left out of the mapping is read for every month).
-MonthFilter = str | Mapping[str, str | None] | None
 
 
 def read_pending(table: Table, backfill_ids: Sequence[str], month: MonthFilter = None) -> StagingRead:
@@ -198,10 +199,39 @@ def pending_keys(table: Table, backfill_ids: Sequence[str], months: Iterable[str
     return {(r["backfill_id"], r["acct"], r["backfill_month"]) for r in scan.to_arrow().to_pylist()}
 
 
-def committed_digests(table: Table) -> dict[tuple[str, str], int]:
-    """{(partition, digest): snapshot id} of backfill commits recorded in snapshot summaries."""
+def read_competing(table: Table, months: Iterable[str], snapshot_id: int | None) -> list[dict[str, Any]]:
+    """Every staging row of ``months`` at ``snapshot_id`` that competes for cells under the
+    series rule (pending, applied or superseded; any backfill id)."""
+    from pyiceberg.expressions import And
+
+    wanted = set(months)
+    if snapshot_id is None or not wanted:
+        return []
+    flt = And(one_of("backfill_month", wanted), one_of("status", {s.value for s in COMPETING}))
+    return table.scan(row_filter=flt, snapshot_id=snapshot_id).to_arrow().to_pylist()
+
+
+def lineage(table: Table, ref: str = MAIN_BRANCH) -> list[Snapshot]:
+    """The snapshots of branch ``ref``, newest first: what a reader of that branch sees.
+
+    Commits on other branches (an abandoned run branch, a replay's predecessor) and
+    snapshots that a rollback left behind are not in it, so they never count as work done.
+    """
+    from pyiceberg.table.snapshots import ancestors_of
+
+    head = table.snapshot_by_name(ref)
+    return list(ancestors_of(head, table.metadata)) if head is not None else []
+
+
+def ref_or_main(table: Table, branch: str | None) -> str:
+    """``branch`` if the table has it, else main: where a run's commits so far are."""
+    return branch if branch is not None and branch in table.metadata.refs else MAIN_BRANCH
+
+
+def committed_digests(table: Table, ref: str = MAIN_BRANCH) -> dict[tuple[str, str], int]:
+    """{(partition, digest): snapshot id} of backfill commits in the lineage of ``ref``."""
     found: dict[tuple[str, str], int] = {}
-    for snap in table.metadata.snapshots:
+    for snap in reversed(lineage(table, ref)):
         props = snap.summary.additional_properties if snap.summary else {}
         for part, dig in tagged_work(props).items():
             found[(part, dig)] = snap.snapshot_id

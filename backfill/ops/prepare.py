@@ -16,15 +16,18 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from backfill.config import Config
-from backfill.core.entries import Entry, validate_rows
+from backfill.core.commit_tags import run_branch
+from backfill.core.entries import Entry, lenient_values, validate_rows
 from backfill.core.identifiers import check_backfill_id
 from backfill.core.months import is_month
 from backfill.core.plan import PartitionTask, Plan, plan_run
+from backfill.core.series import Resolution, Staged, as_staged, resolve
+from backfill.core.states import StagingStatus
 from backfill.errors import ConfigError, InputError
 from backfill.iceberg import tables
 from backfill.iceberg.array_lengths import find_overlong, overlong_note
 from backfill.iceberg.tables import MonthFilter
-from backfill.prepared import PreparedRun
+from backfill.prepared import PreparedRun, RunRequest
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -77,22 +80,56 @@ def prepare(cfg: Config, catalog: Catalog, backfill_ids: Sequence[str], backfill
         month_note = _month_note(backfill_month)
         raise InputError(f"backfill id(s) {', '.join(ids)} have no pending rows in "
                          f"{tables.display_name(cfg, 'staging')}{month_note}; nothing to do")
-    entries = validate_rows(read.rows, [hc.value_column for hc in cfg.tables.history_columns])
+    value_columns = [hc.value_column for hc in cfg.tables.history_columns]
+    entries = validate_rows(read.rows, value_columns)
     if isinstance(backfill_month, Mapping):
         _check_per_id_marks(staging, read.snapshot_id, ids, entries)
+    resolution = resolve_series(staging, read, entries, value_columns)
+    _log_superseded(resolution)
     parts = tables.partitions(target, cfg.tables.month_column)
-    plan = plan_run(entries, parts, cfg.tables.window, cfg.run.order, resume_from)
-    if not plan.tasks and not plan.skipped_by_resume:
+    plan = plan_run(resolution.entries, parts, cfg.tables.window, cfg.run.order, resume_from)
+    if not plan.tasks and not plan.skipped_by_resume and not resolution.superseded:
         reasons = "; ".join(f"acct={r.entry.acct} month={r.entry.month}: {r.reason}" for r in plan.rejected[:5])
         raise InputError(f"no pending entry of {', '.join(ids)} touches an existing partition of "
                          f"{tables.display_name(cfg, 'target')}; nothing was written ({reasons})")
-    committed = tables.committed_digests(target)
+    branch = run_branch(ids) if cfg.run.write_audit_publish else None
+    committed = tables.committed_digests(target, tables.ref_or_main(target, branch))
     _check_resumed(plan, committed, resume_from)
     already = {t.partition: committed[(t.partition, t.digest)] for t in plan.tasks
                if (t.partition, t.digest) in committed}
     if cfg.run.check_array_lengths:
         plan = _with_array_length_notes(plan, target, cfg, [t for t in plan.tasks if t.partition not in already])
-    return PreparedRun(cfg, ids, run_id or new_run_id(), plan, read.snapshot_id, already)
+    return PreparedRun(cfg, ids, run_id or new_run_id(), plan, read.snapshot_id, already, resolution, branch,
+                       RunRequest(backfill_month, resume_from))
+
+
+def resolve_series(staging: Table, read: tables.StagingRead, entries: Sequence[Entry],
+                   value_columns: Sequence[str]) -> Resolution:
+    """The series rule over the run's entries and every row staged for the same cells.
+
+    The competing rows are read from the same pinned staging snapshot as the run's own,
+    so the verdict and the entries agree; rows staged after it are settled by their own
+    run, which sees this run's rows as earlier ones.
+    """
+    created = {(r["backfill_id"], r["acct"], r["backfill_month"]): r.get("created_at") for r in read.rows}
+    run = [as_staged(e, created.get((e.backfill_id, e.acct, e.month))) for e in entries]
+    own = {r.key for r in run}
+    accounts = {e.acct for e in entries}
+    others = []
+    for r in tables.read_competing(staging, {e.month for e in entries}, read.snapshot_id):
+        row = Staged(r["backfill_id"], r["acct"], r["backfill_month"], r.get("created_at"),
+                     StagingStatus(r["status"]), lenient_values(r, value_columns))
+        if row.acct in accounts and not (row.status == StagingStatus.PENDING and row.key in own):
+            others.append(row)
+    return resolve(run, others)
+
+
+def _log_superseded(resolution: Resolution) -> None:
+    if resolution.superseded:
+        log.info("%d entr(ies) of this run are superseded by later-staged rows and are not written",
+                 len(resolution.superseded))
+    if resolution.displaced:
+        log.info("%d applied entr(ies) of earlier backfills are replaced by this run", len(resolution.displaced))
 
 
 def _check_per_id_marks(staging: Table, snapshot_id: int | None, ids: Sequence[str],

@@ -14,6 +14,7 @@ Order of a run, and why:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -27,13 +28,17 @@ from actors.checkpoint import PartitionCheckpoint
 from actors.executor import RunExecutor
 from actors.metrics import RunMetrics
 from backfill.core.entries import Entry
+from backfill.core.names import MAIN_BRANCH
 from backfill.core.plan import PartitionTask, merge_batches
-from backfill.core.results import CommitStats, PartitionOutcome, RunningMerge, RunResult
-from backfill.core.states import AttemptStatus, CheckpointState, StagingStatus
-from backfill.iceberg import tables
+from backfill.core.results import CommitStats, PartitionOutcome, RunEnding, RunningMerge, RunResult
+from backfill.core.states import AttemptStatus, CheckpointState, PublishState, StagingStatus
+from backfill.errors import RunFailed
+from backfill.iceberg import branches, tables
 from backfill.iceberg.audit import AuditWriter
+from backfill.ops.prepare import prepare
 from backfill.ops.progress import EtaClock, LiveStatus, Reporter, as_reporter
 from backfill.ops.stop_signal import StopSignal
+from backfill.ops.verify import verify_backfill
 from backfill.prepared import PreparedRun
 from cluster.jars import iceberg_runtime_jar
 from cluster.java import find_java
@@ -49,22 +54,29 @@ Progress = Callable[[str], None]
 
 
 def execute(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog: Catalog,
-            progress: Reporter | Progress | None = None, stop: StopSignal | None = None) -> RunResult:
+            progress: Reporter | Progress | None = None, stop: StopSignal | None = None,
+            verify: bool = False) -> RunResult:
     """Run the prepared plan on Ray partition actors; returns the run's result.
 
     ``progress``: a Reporter (event lines and live status), or a callable taking plain
     lines; default the log. ``stop``: a caller that armed its own StopSignal before
     planning passes it, so a stop received while planning already counts; otherwise the
-    run arms one for its duration.
+    run arms one for its duration. ``verify``: check every commit of the run cell by
+    cell before it is published (a failure leaves main untouched).
     """
     if stop is not None:
-        return _execute(prepared, resolved_catalog, catalog, progress, stop)
+        return _execute(prepared, resolved_catalog, catalog, progress, stop, verify)
     with StopSignal() as own:
-        return _execute(prepared, resolved_catalog, catalog, progress, own)
+        return _execute(prepared, resolved_catalog, catalog, progress, own, verify)
+
+
+#: How many times a run is planned and applied again because main moved before it could
+#: publish; past that, the run stops (its branch is kept) and a rerun tries again.
+MAX_REPLAYS = 3
 
 
 def _execute(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog: Catalog,
-             progress: Reporter | Progress | None, stop: StopSignal) -> RunResult:
+             progress: Reporter | Progress | None, stop: StopSignal, verify: bool) -> RunResult:
     report = as_reporter(progress, log.info)
     find_java()                                 # fail fast, before Ray or any actor starts
     iceberg_runtime_jar(prepared.cfg.spark.iceberg_jar)
@@ -74,7 +86,24 @@ def _execute(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog: 
     if not _connect(prepared, stop):
         return _stopped_before_start(prepared)
     stop.arm()                                  # ray.init replaced the SIGTERM handler
+    for replay in range(MAX_REPLAYS + 1):
+        result = _run_round(prepared, resolved_catalog, catalog, report, stop, verify)
+        if result.published != PublishState.MAIN_MOVED:
+            return result
+        if replay == MAX_REPLAYS:
+            raise RunFailed(f"main kept moving before the run could publish ({MAX_REPLAYS + 1} rounds); "
+                            f"nothing of {', '.join(prepared.backfill_ids)} is on main. Rerun to try again")
+        prepared = _replan(prepared, catalog, report)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _run_round(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog: Catalog, report: Reporter,
+               stop: StopSignal, verify: bool) -> RunResult:
+    """Apply the plan (on the run's branch), verify and publish it, then mark staging."""
     target = tables.load(catalog, prepared.cfg, "target")
+    policy = prepared.cfg.run.retry_policy
+    if prepared.branch is not None and not branches.ensure_branch(target, prepared.branch, policy):
+        prepared = dataclasses.replace(prepared, branch=None)  # an empty target: nothing to publish
     executor = RunExecutor(prepared, resolved_catalog.spark_conf(), target.metadata.table_uuid)
     lost = interrupted_attempts(executor.records(), prepared)  # before begin() turns them pending
     for partition, snap in executor.begin({s.snapshot_id for s in target.metadata.snapshots}).items():
@@ -87,14 +116,62 @@ def _execute(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog: 
     batches = merge_batches(to_run, prepared.cfg.run.partitions_per_merge, prepared.cfg.max_parallel)
     if batches:
         report.line(_start_line(prepared, len(to_run), len(batches)))
+    ending = RunEnding()
     try:
         executor.run(batches, book.record, stop.is_set, on_live=book.live)
-        applied, rejected = mark_staging(prepared, book.done_partitions(), executor)
+        complete = all(t.partition in book.done_partitions() for t in prepared.plan.tasks)
+        if complete:
+            ending = _verify_and_publish(prepared, catalog, report, verify)
+        if ending.published == PublishState.MAIN_MOVED:
+            executor.forget()  # its records name commits of a branch that is about to be dropped
+            return book.result(to_run, ending, stopped=stop.is_set())
+        publishable = complete and ending.verified is not False
+        ending.superseded = mark_superseded(prepared, publishable, executor)
+        done = book.done_partitions() if publishable else set()
+        ending.applied, ending.rejected = mark_staging(prepared, done, executor)
     finally:
         executor.shutdown()
-    return book.result(to_run, applied, rejected, stopped=stop.is_set())
+    return book.result(to_run, ending, stopped=stop.is_set())
 
 
+def _verify_and_publish(prepared: PreparedRun, catalog: Catalog, report: Reporter, verify: bool) -> RunEnding:
+    """Verification on the branch (if asked), then the one-step publish to main."""
+    ending = RunEnding()
+    if verify:
+        where = f"branch {prepared.branch}" if prepared.branch else "main"
+        report.line(f"verifying {', '.join(prepared.backfill_ids)} on {where}, each commit against its parent")
+        checked = verify_backfill(prepared.cfg, catalog, prepared.backfill_ids,
+                                  ref=prepared.branch or MAIN_BRANCH)
+        ending.verified, ending.verify_lines = checked.ok, tuple(checked.lines())
+        for line in checked.lines():
+            report.line(line)
+        if not checked.ok:
+            return ending
+    if prepared.branch is None:
+        return ending
+    target = tables.load(catalog, prepared.cfg, "target")
+    policy = prepared.cfg.run.retry_policy
+    ending.published = branches.publish(target, prepared.branch, policy)
+    if ending.published == PublishState.MAIN_MOVED:
+        report.line(f"main moved since branch {prepared.branch} was made ("
+                    + ", ".join(branches.moved_by(target, prepared.branch)[:5])
+                    + "): planning and applying the run again on the new main; nothing of it is on main yet")
+        return ending
+    report.line(f"published: main now holds the whole run (branch {prepared.branch}, {ending.published})")
+    branches.drop_branch(target, prepared.branch, policy)
+    return ending
+
+
+def _replan(prepared: PreparedRun, catalog: Catalog, report: Reporter) -> PreparedRun:
+    """A new plan on the new main, under a new run id; the old branch is dropped (the
+    checkpoint records of its commits were dropped when the round ended)."""
+    if prepared.branch is not None:
+        branches.drop_branch(tables.load(catalog, prepared.cfg, "target"), prepared.branch,
+                             prepared.cfg.run.retry_policy)
+    req = prepared.request
+    again = prepare(prepared.cfg, catalog, prepared.backfill_ids, req.backfill_month, req.resume_from)
+    report.line(f"replaying as run {again.run_id}: {len(again.plan.tasks)} partition(s) on the new main")
+    return again
 def _ray_address(prepared: PreparedRun) -> str | None:
     return prepared.cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
 
@@ -194,7 +271,7 @@ class RunBook:
         final = {o.partition: o for o in self.outcomes}
         return {p for p, o in final.items() if o.ok}
 
-    def result(self, to_run: Sequence[PartitionTask], applied: int, rejected: int, stopped: bool) -> RunResult:
+    def result(self, to_run: Sequence[PartitionTask], ending: RunEnding, stopped: bool) -> RunResult:
         """The run's result; partitions a stop kept from starting are named."""
         plan, notes = self.prepared.plan, list(self.prepared.plan.notes)
         attempted = {o.partition for o in self.outcomes}
@@ -202,8 +279,9 @@ class RunBook:
         if stopped and not_started:
             notes.append(_stopped_note(not_started))
         return RunResult(self.prepared.run_id, self.prepared.backfill_ids, len(plan.tasks), tuple(self.outcomes),
-                         applied, rejected, plan.skipped_by_resume, time.monotonic() - self._t0, tuple(notes),
-                         not_started)
+                         ending.applied, ending.rejected, plan.skipped_by_resume, time.monotonic() - self._t0,
+                         tuple(notes), not_started, ending.superseded, self.prepared.branch, ending.published,
+                         ending.verified, ending.verify_lines)
 
 
 def _stopped_note(not_started: Sequence[str]) -> str:
@@ -280,3 +358,19 @@ def mark_staging(prepared: PreparedRun, ok_partitions: set[str], executor: RunEx
     applied = sum(len(by_month[m]) for m in done_months)
     rejected = sum(len(by_month.get(m, ())) for m in rejected_months)
     return applied, rejected
+
+
+def mark_superseded(prepared: PreparedRun, complete: bool, executor: RunExecutor) -> int:
+    """Mark the run's superseded entries, and the earlier rows it displaced, once it is complete.
+
+    Marked before the applied ones, so the month-wide 'applied' update no longer matches
+    them. Returns the number of the run's own entries marked superseded.
+    """
+    res = prepared.resolution
+    if not complete or not (res.superseded or res.displaced):
+        return 0
+    executor.set_status([(s.backfill_id, s.acct, s.month, s.reason()) for s in res.superseded],
+                        StagingStatus.PENDING, StagingStatus.SUPERSEDED)
+    executor.set_status([(s.backfill_id, s.acct, s.month, s.reason()) for s in res.displaced],
+                        StagingStatus.APPLIED, StagingStatus.SUPERSEDED)
+    return len(res.superseded)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from backfill.core.states import DONE_STATUSES, AttemptStatus, PartitionProgress
+from backfill.core.states import DONE_STATUSES, AttemptStatus, PartitionProgress, StagingStatus
 from backfill.iceberg import tables
 from backfill.iceberg.filters import equal
 
@@ -53,7 +53,37 @@ def load_audit_rows(catalog: Catalog, cfg: Config, backfill_id: str,
     return rows
 
 
+def load_entry_counts(catalog: Catalog, cfg: Config, backfill_id: str) -> dict[str, int]:
+    """How many staging rows of ``backfill_id`` are in each status, and for the superseded
+    ones, by whom (keys ``superseded by B``): what became of the id's entries."""
+    table = tables.load(catalog, cfg, "staging")
+    if table.current_snapshot() is None:
+        return {}
+    rows = table.scan(row_filter=equal("backfill_id", backfill_id),
+                      selected_fields=("status", "error")).to_arrow().to_pylist()
+    return entry_counts(rows)
+
+
 # ------------------------------------------------------------------------ pure logic
+
+
+def entry_counts(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """{status: rows} in the order of :class:`StagingStatus`, plus ``superseded by ...``."""
+    out = {s.value: 0 for s in StagingStatus}
+    for r in rows:
+        out[str(r["status"])] = out.get(str(r["status"]), 0) + 1
+        if r["status"] == StagingStatus.SUPERSEDED and r.get("error"):
+            out[str(r["error"])] = out.get(str(r["error"]), 0) + 1
+    return out
+
+
+def entries_line(counts: dict[str, int], backfill_id: str | None = None) -> str:
+    """``staging entries of A: applied 3, superseded 1 (superseded by B: 1), ...``."""
+    plain = [s.value for s in StagingStatus]
+    by = [f"{k}: {v}" for k, v in sorted(counts.items()) if k not in plain]
+    main = ", ".join(f"{s.replace('_', ' ')} {counts.get(s, 0)}" for s in plain if counts.get(s, 0))
+    return (f"staging entries of {backfill_id or '?'}: {main or 'none'}"
+            + (f" ({'; '.join(by)})" if by else ""))
 
 
 def as_utc(ts: datetime | None) -> datetime | None:
@@ -201,15 +231,15 @@ def _one_line(text: str | None, width: int) -> str:
 
 
 def status_dict(states: Sequence[PartitionState], backfill_id: str | None = None,
-                run_id: str | None = None) -> dict[str, Any]:
-    """JSON-ready form: ids, totals and one object per partition."""
+                run_id: str | None = None, entries: dict[str, int] | None = None) -> dict[str, Any]:
+    """JSON-ready form: ids, totals, staging entry counts and one object per partition."""
     return {"backfill_id": backfill_id, "run_id": run_id, "totals": totals(states),
-            "partitions": [dataclasses.asdict(s) for s in states]}
+            "entries": entries or {}, "partitions": [dataclasses.asdict(s) for s in states]}
 
 
 def format_status_json(states: Sequence[PartitionState], backfill_id: str | None = None,
-                       run_id: str | None = None) -> str:
-    return json.dumps(status_dict(states, backfill_id, run_id), indent=2, sort_keys=True)
+                       run_id: str | None = None, entries: dict[str, int] | None = None) -> str:
+    return json.dumps(status_dict(states, backfill_id, run_id, entries), indent=2, sort_keys=True)
 
 
 def states_from_json(text: str) -> list[PartitionState]:

@@ -1,28 +1,35 @@
-"""``verify``: check a finished backfill against the table before it, cell by cell.
+"""``verify``: check each commit of a backfill against its parent, cell by cell.
 
-For every partition a backfill committed to, the rows as they were just before its first
-commit (Iceberg time travel to that commit's parent) are compared with the rows now (or
-at ``as_of``): every staged value must sit at its offset, every other element, row and
-column must be unchanged, and no array may have grown past the window. This is a check
-of the contract, independent of how the MERGE was written; run it right after the
-backfill, since later writes to the same partitions also show up as differences.
+For every commit a backfill made (in the lineage of main, or of the run's branch before
+it is published), the rows of each partition it names are compared as they were just
+before it (the commit's parent) and just after it: every staged value must sit at its
+offset, every other element, row and column must be unchanged, and no array may have
+grown past the window. Comparing a commit with its own parent means that later writes
+by anyone (another backfill, the monthly load, a compaction) never count as mismatches.
+
+The series rule decides what a commit had to write: among the rows of its ids, the one
+staged last for each cell; a cell that a row staged even later holds may have been left
+alone (the run saw the later row) and is reported as superseded, not as an error.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from backfill.config import Config
 from backfill.core.commit_tags import tagged_ids, tagged_partitions
-from backfill.core.entries import Entry, validate_rows
+from backfill.core.entries import lenient_values
 from backfill.core.identifiers import check_backfill_id
 from backfill.core.months import parse_month
+from backfill.core.names import MAIN_BRANCH
+from backfill.core.series import Staged, winners
 from backfill.core.states import StagingStatus
-from backfill.errors import InputError, TableError
+from backfill.errors import BackfillError, InputError, TableError
 from backfill.iceberg import tables
 from backfill.iceberg.array_lengths import Overlong, overlong_in_rows, overlong_note
 from backfill.iceberg.filters import equal, one_of
@@ -65,13 +72,17 @@ class VerifyReport:
     cells_checked: int
     mismatches: tuple[Mismatch, ...]
     notes: tuple[str, ...] = field(default=())
+    commits_checked: int = 0
+    #: cells a later-staged row holds, which the backfill's commits left alone
+    superseded_cells: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.mismatches
 
     def lines(self) -> list[str]:
-        head = (f"verify {', '.join(self.backfill_ids)}: {self.partitions_checked} partition(s), "
+        head = (f"verify {', '.join(self.backfill_ids)}: {self.commits_checked} commit(s) against their parents, "
+                f"{self.partitions_checked} partition(s), "
                 f"{self.rows_checked} row(s), {self.cells_checked} array element(s) checked: "
                 + ("OK" if self.ok else f"{len(self.mismatches)} MISMATCH(ES)"))
         out = [head]
@@ -82,37 +93,74 @@ class VerifyReport:
         return out
 
 
-def first_commits(table: Table, backfill_ids: Sequence[str]) -> dict[str, Snapshot]:
-    """{partition: earliest snapshot} among commits tagged with any of ``backfill_ids``."""
+def backfill_commits(table: Table, backfill_ids: Sequence[str], ref: str = MAIN_BRANCH,
+                     as_of: int | None = None) -> list[Snapshot]:
+    """Commits tagged with any of ``backfill_ids`` in the lineage of ``ref`` (or of the
+    snapshot ``as_of``), oldest first."""
+    from pyiceberg.table.snapshots import ancestors_of
+
     wanted = set(backfill_ids)
-    found: dict[str, Snapshot] = {}
-    for snap in sorted(table.metadata.snapshots, key=lambda s: s.sequence_number or 0):
-        props = snap.summary.additional_properties if snap.summary else {}
-        if tagged_ids(props) & wanted:
-            for part in tagged_partitions(props):
-                found.setdefault(part, snap)
-    return found
+    if as_of is not None:
+        start = table.metadata.snapshot_by_id(as_of)
+        if start is None:
+            raise InputError(f"snapshot {as_of} is not in the history of the target")
+        snaps = list(ancestors_of(start, table.metadata))
+    else:
+        snaps = tables.lineage(table, ref)
+    return [s for s in reversed(snaps) if tagged_ids(_props(s)) & wanted]
 
 
-def expected_updates(entries: Iterable[Entry], partition: str, window: int,
-                     columns: Sequence[str]) -> dict[int, dict[str, dict[int, Decimal]]]:
-    """{acct: {array column: {offset: value}}} that ``partition`` must show."""
+def _props(snap: Snapshot) -> dict[str, str]:
+    return dict(snap.summary.additional_properties) if snap.summary else {}
+
+
+def _ms(at: datetime | None) -> int:
+    """Milliseconds since the epoch of a staging ``created_at`` (NULL: the epoch itself)."""
+    if at is None:
+        return 0
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    return int(at.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What one commit had to write in one partition: {acct: {array column: {offset: value}}}.
+
+    ``must`` cells hold the value the commit's ids staged last before the commit; ``may``
+    cells are ones a row staged later (still before the commit) holds: the run may have
+    seen that row and left the cell alone.
+    """
+
+    must: dict[int, dict[str, dict[int, Decimal]]]
+    may: dict[int, dict[str, dict[int, Decimal]]]
+
+
+def expected_for(commit_ids: set[str], committed_ms: int, partition: str, rows: Sequence[Staged],
+                 window: int, columns: Sequence[str]) -> Expected:
+    """The series rule, as of one commit, over every competing row of the checked months."""
     p = parse_month(partition)
-    out: dict[int, dict[str, dict[int, Decimal]]] = defaultdict(lambda: defaultdict(dict))
-    for e in entries:
-        k = p - e.month_index
-        if not 0 <= k <= window - 1:
-            continue
-        for col, v in zip(columns, e.values, strict=True):
-            if v is not None:
-                out[e.acct][col][k] = v
-    return out
+    staged = [r for r in rows if _ms(r.created_at) <= committed_ms and 0 <= p - parse_month(r.month) < window]
+    must: dict[int, dict[str, dict[int, Decimal]]] = defaultdict(lambda: defaultdict(dict))
+    may: dict[int, dict[str, dict[int, Decimal]]] = defaultdict(lambda: defaultdict(dict))
+    own = winners(r for r in staged if r.backfill_id in commit_ids)
+    overall = winners(staged)
+    for (acct, month, c), row in own.items():
+        value = row.values[c]
+        assert value is not None  # winners() only holds non-NULL cells
+        k = p - parse_month(month)
+        (must if overall[(acct, month, c)] is row else may)[acct][columns[c]][k] = value
+    return Expected(must, may)
 
 
 def check_row(partition: str, acct: int, before: dict[str, Any] | None, after: dict[str, Any] | None,
               updates: dict[str, dict[int, Decimal]], history: Sequence[str], window: int,
-              ) -> tuple[list[Mismatch], int]:
-    """Mismatches of one row and the number of array elements checked."""
+              maybe: dict[str, dict[int, Decimal]] | None = None) -> tuple[list[Mismatch], int]:
+    """Mismatches of one row and the number of array elements checked.
+
+    ``updates`` are the values the commit must have written; ``maybe`` those it may have
+    left alone because a later-staged row holds the cell (written or unchanged both pass).
+    """
     if before is None and after is None:
         return [], 0
     if before is None:
@@ -128,38 +176,65 @@ def check_row(partition: str, acct: int, before: dict[str, Any] | None, after: d
             problems.append(Mismatch(partition, acct, col, None, before[col], after.get(col),
                                      "non-history column changed"))
     for col in history:
-        old, new, upd = before.get(col), after.get(col), updates.get(col, {})
-        if not upd:
-            if old != new:
-                problems.append(Mismatch(partition, acct, col, None, old, new,
-                                         "array changed without a staged value"))
-            cells += len(new or [])
-            continue
-        base = list(old or [])
-        length = max(len(base), max(upd) + 1)
-        if new is None or len(new) != length:
-            problems.append(Mismatch(partition, acct, col, None, f"length {length}",
-                                     None if new is None else f"length {len(new)}", "wrong array length"))
-            continue
-        if len(new) > window and len(base) <= window:
-            problems.append(Mismatch(partition, acct, col, None, f"at most {window} elements",
-                                     f"{len(new)}", "array grew past the window"))
-        for i in range(length):
-            cells += 1
-            if i in upd:
-                if new[i] != upd[i]:
-                    problems.append(Mismatch(partition, acct, col, i, upd[i], new[i],
-                                             "staged value not at its offset"))
-            else:
-                want = base[i] if i < len(base) else None
-                if new[i] != want:
-                    problems.append(Mismatch(partition, acct, col, i, want, new[i],
-                                             "element outside the staged offsets changed"))
+        col_problems, col_cells = _check_array(partition, acct, col, before.get(col), after.get(col),
+                                               updates.get(col, {}), (maybe or {}).get(col, {}), window)
+        problems += col_problems
+        cells += col_cells
     return problems, cells
 
 
-def _rows(table: Table, snapshot_id: int | None, cfg: Config, partition: str,
-          accounts: Sequence[int] | None) -> dict[int, dict[str, Any]]:
+def _lengths(base: Sequence[Any], must: dict[int, Decimal], may: dict[int, Decimal]) -> tuple[int, int]:
+    """Shortest and longest length the array may have after the commit."""
+    shortest = max(len(base), max(must, default=-1) + 1)
+    return shortest, max(shortest, max(may, default=-1) + 1)
+
+
+def _check_array(partition: str, acct: int, col: str, old: list[Any] | None, new: list[Any] | None,
+                 must: dict[int, Decimal], may: dict[int, Decimal], window: int) -> tuple[list[Mismatch], int]:
+    if not must and (not may or old == new):  # nothing to write, or every cell left to a later row
+        if old != new:
+            return [Mismatch(partition, acct, col, None, old, new, "array changed without a staged value")], 0
+        return [], len(new or [])
+    base = list(old or [])
+    shortest, longest = _lengths(base, must, may)
+    if new is None or not shortest <= len(new) <= longest or (len(new) > shortest and len(new) - 1 not in may):
+        expected = f"length {shortest}" + (f" to {longest}" if longest > shortest else "")
+        return [Mismatch(partition, acct, col, None, expected, None if new is None else f"length {len(new)}",
+                         "wrong array length")], 0
+    problems = []
+    if len(new) > window and len(base) <= window:
+        problems.append(Mismatch(partition, acct, col, None, f"at most {window} elements",
+                                 f"{len(new)}", "array grew past the window"))
+    for i in range(len(new)):
+        want = base[i] if i < len(base) else None
+        if i in must and new[i] != must[i]:
+            problems.append(Mismatch(partition, acct, col, i, must[i], new[i], "staged value not at its offset"))
+        elif i in may and new[i] not in (may[i], want):
+            problems.append(Mismatch(partition, acct, col, i, may[i], new[i], "staged value not at its offset"))
+        elif i not in must and i not in may and new[i] != want:
+            problems.append(Mismatch(partition, acct, col, i, want, new[i],
+                                     "element outside the staged offsets changed"))
+    return problems, len(new)
+
+
+def superseded_cells(before: dict[str, Any] | None, after: dict[str, Any] | None,
+                     maybe: dict[str, dict[int, Decimal]]) -> int:
+    """Cells the commit left alone because a later-staged row holds them."""
+    if before is None or after is None:
+        return 0
+    n = 0
+    for col, offsets in maybe.items():
+        old, new = list(before.get(col) or []), list(after.get(col) or [])
+        for i, v in offsets.items():
+            was = old[i] if i < len(old) else None
+            now = new[i] if i < len(new) else None
+            n += int(now == was and v != was)
+    return n
+
+
+def rows_at(table: Table, snapshot_id: int | None, cfg: Config, partition: str,
+            accounts: Sequence[int] | None) -> dict[int, dict[str, Any]]:
+    """{acct: row without the key columns} of one partition at a snapshot (none: {})."""
     from pyiceberg.expressions import And
 
     if snapshot_id is None:
@@ -172,56 +247,89 @@ def _rows(table: Table, snapshot_id: int | None, cfg: Config, partition: str,
     return {r[acct]: {k: v for k, v in r.items() if k not in (acct, cfg.tables.month_column)} for r in rows}
 
 
-def _current_snapshot_id(target: Table, cfg: Config, ids: Sequence[str]) -> int:
-    """The snapshot to compare with when no ``as_of`` is given.
+def _no_commits(target: Table, cfg: Config, ids: Sequence[str], ref: str) -> BackfillError:
+    """The error for a backfill with no commit to check: never applied, or its commits are
+    in the history but not in the lineage checked (main reset, table replaced)."""
+    anywhere = any(tagged_ids(_props(s)) & set(ids) for s in target.metadata.snapshots)
+    name = tables.display_name(cfg, "target")
+    if anywhere:
+        return TableError(f"the history of {name} holds commits of {', '.join(ids)}, but none in the lineage of "
+                          f"{ref} (its main branch was reset or the table replaced); pass --as-of SNAPSHOT_ID "
+                          "to verify the lineage of a snapshot")
+    return InputError(f"no commit of backfill id(s) {', '.join(ids)} is in the history of {name}; nothing to verify")
 
-    A target whose history holds the backfill's commits can still have no current
-    snapshot (it was replaced, or its main branch was reset); comparing with no rows
-    would report every row as removed, so that is an error that names the way out.
-    """
-    snap = target.current_snapshot()
+
+def read_competing_rows(staging: Table, cfg: Config, ids: Sequence[str],
+                        sample_accounts: Sequence[int] | None) -> list[Staged]:
+    """Every competing staging row of the months the ids staged, of any id (current snapshot)."""
+    snap = staging.current_snapshot()
     if snap is None:
-        raise TableError(f"target table {tables.display_name(cfg, 'target')} has no current snapshot, although its "
-                         f"history holds commits of {', '.join(ids)}; pass --as-of SNAPSHOT_ID to verify a snapshot")
-    return snap.snapshot_id
+        return []
+    value_cols = [hc.value_column for hc in cfg.tables.history_columns]
+    mine = staging.scan(row_filter=one_of("backfill_id", set(ids)), snapshot_id=snap.snapshot_id,
+                        selected_fields=("acct", "backfill_month")).to_arrow().to_pylist()
+    accounts = set(sample_accounts) if sample_accounts else {r["acct"] for r in mine}
+    out = []
+    for r in tables.read_competing(staging, {r["backfill_month"] for r in mine}, snap.snapshot_id):
+        if r["acct"] in accounts:
+            out.append(Staged(r["backfill_id"], r["acct"], r["backfill_month"], r.get("created_at"),
+                              StagingStatus(r["status"]), lenient_values(r, value_cols)))
+    return out
 
 
 def verify_backfill(cfg: Config, catalog: Catalog, backfill_ids: Sequence[str],
-                    sample_accounts: Sequence[int] | None = None, as_of: int | None = None) -> VerifyReport:
-    """Check the target against the rule for the applied entries of ``backfill_ids``."""
-    from pyiceberg.expressions import And
-
+                    sample_accounts: Sequence[int] | None = None, as_of: int | None = None,
+                    ref: str = MAIN_BRANCH) -> VerifyReport:
+    """Check every commit of ``backfill_ids`` in the lineage of ``ref`` (or of snapshot
+    ``as_of``) against its parent, under the update and series rules."""
     ids = tuple(sorted({check_backfill_id(b) for b in backfill_ids}))
     target = tables.load(catalog, cfg, "target")
-    staging = tables.load(catalog, cfg, "staging")
-    commits = first_commits(target, ids)
+    commits = backfill_commits(target, ids, ref, as_of)
     if not commits:
-        raise InputError(f"no commit of backfill id(s) {', '.join(ids)} is in the history of "
-                         f"{tables.display_name(cfg, 'target')}; nothing to verify")
-    after_snap = as_of if as_of is not None else _current_snapshot_id(target, cfg, ids)
-    rows = staging.scan(row_filter=And(one_of("backfill_id", set(ids)), equal("status", StagingStatus.APPLIED.value))
-                        ).to_arrow().to_pylist()
-    value_cols = [hc.value_column for hc in cfg.tables.history_columns]
+        raise _no_commits(target, cfg, ids, ref)
+    staging = tables.load(catalog, cfg, "staging")
+    commit_ids = set().union(*(tagged_ids(_props(c)) for c in commits))
+    rows = read_competing_rows(staging, cfg, sorted(commit_ids), sample_accounts)
     history = [hc.array_column for hc in cfg.tables.history_columns]
-    entries = validate_rows(rows, value_cols)
-    if sample_accounts:
-        keep = set(sample_accounts)
-        entries = [e for e in entries if e.acct in keep]
-    mismatches: list[Mismatch] = []
-    n_rows = n_cells = 0
-    overlong: list[Overlong] = []
-    for partition in sorted(commits):
-        snap = commits[partition]
-        before = _rows(target, snap.parent_snapshot_id, cfg, partition, sample_accounts)
-        after = _rows(target, after_snap, cfg, partition, sample_accounts)
-        updates = expected_updates(entries, partition, cfg.tables.window, history)
-        for acct in sorted(set(before) | set(after)):
-            problems, cells = check_row(partition, acct, before.get(acct), after.get(acct),
-                                        updates.get(acct, {}), history, cfg.tables.window)
-            mismatches += problems
-            n_rows += 1
-            n_cells += cells
-        overlong += overlong_in_rows(partition, after, history, cfg.tables.window)
-    note = overlong_note(overlong, cfg.tables.window, "in the checked rows")
+    tally = _Tally()
+    for commit in commits:
+        for partition in tagged_partitions(_props(commit)):
+            expected = expected_for(tagged_ids(_props(commit)), commit.timestamp_ms, partition, rows,
+                                    cfg.tables.window, history)
+            tally.check(cfg, target, commit, partition, expected, sample_accounts)
+    note = overlong_note(tally.overlong, cfg.tables.window, "in the checked rows")
     notes = [note] if note else []
-    return VerifyReport(ids, len(commits), n_rows, n_cells, tuple(mismatches), tuple(notes))
+    if tally.superseded:
+        notes.append(f"{tally.superseded} cell(s) were left alone because a later-staged row holds them "
+                     "(superseded, not an error)")
+    return VerifyReport(ids, len(tally.partitions), tally.rows, tally.cells, tuple(tally.mismatches),
+                        tuple(notes), len(commits), tally.superseded)
+
+
+@dataclass
+class _Tally:
+    """What a verification has found so far."""
+
+    partitions: set[str] = field(default_factory=set)
+    rows: int = 0
+    cells: int = 0
+    superseded: int = 0
+    mismatches: list[Mismatch] = field(default_factory=list)
+    overlong: list[Overlong] = field(default_factory=list)
+
+    def check(self, cfg: Config, target: Table, commit: Snapshot, partition: str, expected: Expected,
+              sample_accounts: Sequence[int] | None) -> None:
+        """One partition of one commit against the commit's parent."""
+        history = [hc.array_column for hc in cfg.tables.history_columns]
+        before = rows_at(target, commit.parent_snapshot_id, cfg, partition, sample_accounts)
+        after = rows_at(target, commit.snapshot_id, cfg, partition, sample_accounts)
+        for acct in sorted(set(before) | set(after)):
+            maybe = expected.may.get(acct, {})
+            problems, cells = check_row(partition, acct, before.get(acct), after.get(acct),
+                                        expected.must.get(acct, {}), history, cfg.tables.window, maybe)
+            self.mismatches += problems
+            self.rows += 1
+            self.cells += cells
+            self.superseded += superseded_cells(before.get(acct), after.get(acct), maybe)
+        self.partitions.add(partition)
+        self.overlong += overlong_in_rows(partition, after, history, cfg.tables.window)

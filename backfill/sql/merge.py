@@ -14,12 +14,15 @@ a validated month, a validated backfill id or an integer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from backfill.config import Config, HistoryColumn
+from backfill.core.entries import VALUE_PRECISION, VALUE_SCALE
 from backfill.core.identifiers import (
     check_backfill_id,
+    check_identifier,
     decimal_literal,
     int_literal,
     month_literal,
@@ -50,6 +53,15 @@ ACCT_IN_MAX = 5_000
 
 def _q(name: str) -> str:
     return quote_identifier(name)
+
+
+def target_table(cfg: Config, branch: str | None = None) -> str:
+    """The quoted target, or its branch ``branch`` (Iceberg's ``branch_<name>`` suffix:
+    Spark reads and writes that branch instead of main)."""
+    parts: tuple[str, ...] = cfg.table_parts("target")
+    if branch is not None:
+        parts = (*parts, f"branch_{check_identifier(branch, 'branch')}")
+    return quote_table(parts)
 
 
 def _partition_list(partitions: str | Sequence[str]) -> list[str]:
@@ -214,16 +226,17 @@ def partition_predicate(cfg: Config, partitions: str | Sequence[str], alias: str
 
 
 def merge_sql(cfg: Config, partitions: str | Sequence[str], source_sql: str,
-              accounts: Iterable[int] | None = None) -> str:
+              accounts: Iterable[int] | None = None, branch: str | None = None) -> str:
     """MERGE INTO the target for one or several partitions, pinned to their literals.
 
     The source carries each row's partition (:func:`updates_sql`), so a row only ever
     matches the target row of its own partition and account. Only matched rows are
     updated; missing rows are never created. With ``accounts`` (the source's accounts),
-    a literal account predicate is added for pruning (:func:`account_predicate`).
+    a literal account predicate is added for pruning (:func:`account_predicate`). With
+    ``branch``, the MERGE reads and commits to that branch of the target.
     """
     t = cfg.tables
-    target = quote_table(cfg.table_parts("target"))
+    target = target_table(cfg, branch)
     acct, month = _q(t.account_column), _q(t.month_column)
     sets = ",\n".join(f"    t.{_q(hc.array_column)} = {updated_array_sql(hc)}" for hc in t.history_columns)
     return (
@@ -237,10 +250,10 @@ def merge_sql(cfg: Config, partitions: str | Sequence[str], source_sql: str,
 
 
 def matched_rows_sql(cfg: Config, partitions: str | Sequence[str], source_sql: str,
-                     accounts: Iterable[int] | None = None) -> str:
+                     accounts: Iterable[int] | None = None, branch: str | None = None) -> str:
     """Per partition, the target rows that have updates (the rows the MERGE rewrites)."""
     t = cfg.tables
-    target = quote_table(cfg.table_parts("target"))
+    target = target_table(cfg, branch)
     acct, month = _q(t.account_column), _q(t.month_column)
     return (
         f"SELECT t.{month} AS partition, count(*) AS matched\n"
@@ -314,6 +327,88 @@ def mark_staging_sql(
         f"WHEN MATCHED THEN UPDATE SET st.`status` = {string_literal(StagingStatus(status).value)}, "
         f"st.`processed_at` = current_timestamp(), st.`error` = {err}"
     )
+
+
+def _array_literal(values: Sequence[Decimal | None] | None) -> str:
+    typ = f"ARRAY<DECIMAL({VALUE_PRECISION},{VALUE_SCALE})>"
+    if values is None:
+        return f"CAST(NULL AS {typ})"
+    items = ", ".join(f"CAST(NULL AS DECIMAL({VALUE_PRECISION},{VALUE_SCALE}))" if v is None else decimal_literal(v)
+                      for v in values)
+    return f"CAST(array({items}) AS {typ})"
+
+
+def restore_sql(cfg: Config, rows: Mapping[tuple[str, int], Mapping[str, Sequence[Decimal | None] | None]],
+                branch: str | None = None) -> str:
+    """MERGE that sets whole history arrays of the given rows (``rollback``).
+
+    ``rows`` maps (partition, acct) to {array column: new array}; a column a row does not
+    name keeps its value (a flag per column says which are set). Arrays are literals of
+    validated decimals; identifiers come from the configuration.
+    """
+    if not rows:
+        raise ValueError("at least one row is needed")
+    t = cfg.tables
+    cols = [hc.array_column for hc in t.history_columns]
+    lines = []
+    for (partition, account), arrays in sorted(rows.items()):
+        unknown = set(arrays) - set(cols)
+        if unknown:
+            raise ValueError(f"unknown history column(s) {sorted(unknown)}")
+        cells = [f"{_array_literal(arrays.get(c))}, {'true' if c in arrays else 'false'}" for c in cols]
+        lines.append(f"({int_literal(account, 'account')}, {month_literal(partition)}, {', '.join(cells)})")
+    names = ", ".join(["`r_acct`", "`r_month`"] + [f"{_q(c)}, {_q(c + '__set')}" for c in cols])
+    acct, month = _q(t.account_column), _q(t.month_column)
+    sets = ",\n".join(f"    t.{_q(c)} = CASE WHEN s.{_q(c + '__set')} THEN s.{_q(c)} ELSE t.{_q(c)} END"
+                      for c in cols)
+    return (
+        f"MERGE INTO {target_table(cfg, branch)} t\n"
+        f"USING (SELECT * FROM VALUES\n    " + ",\n    ".join(lines) + f"\n    AS s({names})) s\n"
+        f"ON {partition_predicate(cfg, sorted({p for p, _ in rows}))} AND t.{month} = s.`r_month` "
+        f"AND t.{acct} = s.`r_acct`\n"
+        f"WHEN MATCHED THEN UPDATE SET\n{sets}"
+    )
+
+
+#: Rows per statement of :func:`set_status_sql` (a literal source stays small to parse).
+STATUS_ROWS_PER_STATEMENT = 5_000
+
+
+def set_status_sql(cfg: Config, rows: Sequence[tuple[str, int, str, str]], from_status: StagingStatus,
+                   to_status: StagingStatus) -> str:
+    """Move the named staging rows that are still ``from_status`` to ``to_status``.
+
+    ``rows`` are ``(backfill_id, acct, backfill_month, reason)``: the series rule marks
+    single rows (a superseded entry names the ids that replaced it), not whole months.
+    Only rows still in ``from_status`` match, so a rerun is idempotent.
+    """
+    if not rows:
+        raise ValueError("at least one staging row is needed")
+    if len(rows) > STATUS_ROWS_PER_STATEMENT:
+        raise ValueError(f"at most {STATUS_ROWS_PER_STATEMENT} rows per statement, got {len(rows)}")
+    staging = quote_table(cfg.table_parts("staging"))
+    values = ",\n    ".join(
+        f"({string_literal(check_backfill_id(b))}, {int_literal(a, 'account')}, {month_literal(m)}, "
+        f"{_error_literal(reason)})" for b, a, m, reason in rows)
+    return (
+        f"MERGE INTO {staging} st\n"
+        f"USING (SELECT * FROM VALUES\n    {values}\n    AS k(`backfill_id`, `acct`, `backfill_month`, `reason`)) k\n"
+        "ON st.`backfill_id` = k.`backfill_id` AND st.`acct` = k.`acct`\n"
+        f"   AND st.`backfill_month` = k.`backfill_month` AND st.`status` = {string_literal(from_status.value)}\n"
+        f"WHEN MATCHED THEN UPDATE SET st.`status` = {string_literal(to_status.value)}, "
+        "st.`processed_at` = current_timestamp(), st.`error` = k.`reason`"
+    )
+
+
+def rollback_staging_sql(cfg: Config, backfill_ids: Sequence[str], reason: str) -> str:
+    """Every row of ``backfill_ids`` still pending, applied or superseded becomes rolled back."""
+    staging = quote_table(cfg.table_parts("staging"))
+    ids = ", ".join(string_literal(check_backfill_id(b)) for b in sorted(set(backfill_ids)))
+    live = ", ".join(string_literal(s.value) for s in
+                     (StagingStatus.PENDING, StagingStatus.APPLIED, StagingStatus.SUPERSEDED))
+    return (f"UPDATE {staging} SET `status` = {string_literal(StagingStatus.ROLLED_BACK.value)}, "
+            f"`processed_at` = current_timestamp(), `error` = {_error_literal(reason)}\n"
+            f"WHERE `backfill_id` IN ({ids}) AND `status` IN ({live})")
 
 
 def _error_literal(text: str) -> str:

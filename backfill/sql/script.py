@@ -17,7 +17,14 @@ from __future__ import annotations
 from backfill.core.names import ICEBERG_EXTENSIONS
 from backfill.core.states import StagingStatus
 from backfill.prepared import PreparedRun
-from backfill.sql.merge import mark_staging_sql, merge_sql, staging_source_sql
+from backfill.sql.merge import (
+    STATUS_ROWS_PER_STATEMENT,
+    entries_source_sql,
+    mark_staging_sql,
+    merge_sql,
+    set_status_sql,
+    staging_source_sql,
+)
 
 
 def _comment(text: str) -> str:
@@ -36,10 +43,14 @@ def script_items(prepared: PreparedRun) -> list[tuple[str, str]]:
     snap = prepared.staging_snapshot_id
     items: list[tuple[str, str]] = []
     in_script: set[str] = set(prepared.already_committed)
+    res = prepared.resolution
+    series_changed = bool(res.masked or res.superseded)
     for task in plan.tasks:
         if task.partition in prepared.already_committed:
             continue
-        source = staging_source_sql(cfg, task.partition, ids, snap)
+        # the series rule changed what the run writes: its entries, not staging, are the source
+        source = (entries_source_sql(cfg, task.partition, task.entries) if series_changed
+                  else staging_source_sql(cfg, task.partition, ids, snap))
         note = (f"partition {task.partition}: {len(task.entries)} entries, {task.accounts} accounts, "
                 f"months {task.first_month}..{task.months[-1]}")
         items.append((note, merge_sql(cfg, task.partition, source)))
@@ -48,12 +59,25 @@ def script_items(prepared: PreparedRun) -> list[tuple[str, str]]:
     months = sorted({e.month for e in plan.entries} - set(rejected))
     done = [m for m in months
             if all(p in in_script for e in plan.entries if e.month == m for p in plan.partitions_of(e))]
+    items += _superseded_items(prepared)
     if done:
         items.append((f"staging: mark pending entries of {len(done)} month(s) applied",
                       mark_staging_sql(cfg, ids, done, snap, StagingStatus.APPLIED)))
     for month in sorted(rejected):
         items.append((f"staging: reject entries of {month}: {rejected[month]}",
                       mark_staging_sql(cfg, ids, [month], snap, StagingStatus.REJECTED, rejected[month])))
+    return items
+
+
+def _superseded_items(prepared: PreparedRun) -> list[tuple[str, str]]:
+    """Staging updates for the entries a later-staged row supersedes (before 'applied')."""
+    res, step, items = prepared.resolution, STATUS_ROWS_PER_STATEMENT, []
+    for rows, old, what in ((res.superseded, StagingStatus.PENDING, "superseded entries of this run"),
+                            (res.displaced, StagingStatus.APPLIED, "earlier applied entries this run replaces")):
+        keyed = [(r.backfill_id, r.acct, r.month, r.reason()) for r in rows]
+        for i in range(0, len(keyed), step):
+            items.append((f"staging: mark {len(keyed[i:i + step])} {what} superseded",
+                          set_status_sql(prepared.cfg, keyed[i:i + step], old, StagingStatus.SUPERSEDED)))
     return items
 
 

@@ -231,10 +231,13 @@ def test_resume_of_committed_work_is_detected_not_redone(e2e):
 
 
 def test_verify_passes_then_catches_corrupted_cells(e2e, tmp_path, capsys):
-    """Runs last: corrupts two cells of a backfilled row and expects verify to name both."""
+    """Runs last: a faulty commit of the backfill (tagged as its own, as a broken MERGE
+    would be) corrupts two cells of a backfilled row; verify must name both. A write by
+    someone else is a later write, which verify never counts (test_series case 3)."""
     from pyiceberg.expressions import And, EqualTo
 
     from backfill import cli
+    from backfill.core.commit_tags import commit_properties
     from backfill.ops.verify import verify_backfill
     from tests.integration.runner_env import write_toml
 
@@ -249,7 +252,8 @@ def test_verify_passes_then_catches_corrupted_cells(e2e, tmp_path, capsys):
     bal[5] = D("999.99")   # the staged cell (offset 5 of the 2023-01 entry)
     bal[1] = D("123.45")   # an element no entry touches
     row["balance_history"] = bal
-    table.overwrite(to_arrow([row], target_schema(cfg)), overwrite_filter=flt)
+    faulty = commit_properties([("2023-06", "0" * 32)], "run-faulty", [BID])
+    table.overwrite(to_arrow([row], target_schema(cfg)), overwrite_filter=flt, snapshot_properties=faulty)
     report = verify_backfill(cfg, catalog, [BID])
     found = {(m.acct, m.partition, m.column, m.index, m.why) for m in report.mismatches}
     assert (1, "2023-06", "balance_history", 5, "staged value not at its offset") in found

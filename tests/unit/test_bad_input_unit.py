@@ -416,6 +416,21 @@ def test_U16_verify_flags_an_overlong_array_that_grew_and_accepts_one_left_as_is
     assert [p.why for p in problems] == ["wrong array length"]
 
 
+def test_verify_accepts_a_null_array_left_alone_for_a_later_row_and_flags_one_created():
+    from backfill.ops.verify import check_row
+
+    maybe = {"balance_history": {3: D("9.99")}}  # a later-staged row holds the only cell
+    problems, _ = check_row("2023-06", 1, {"balance_history": None}, {"balance_history": None}, {},
+                            ["balance_history"], 36, maybe)
+    assert problems == []
+    problems, _ = check_row("2023-06", 1, {"balance_history": None},
+                            {"balance_history": [None, None, None, D("9.99")]}, {}, ["balance_history"], 36, maybe)
+    assert problems == []
+    problems, _ = check_row("2023-06", 1, {"balance_history": None},
+                            {"balance_history": [None, None, None, D("1.00")]}, {}, ["balance_history"], 36, maybe)
+    assert [p.why for p in problems] == ["staged value not at its offset"]
+
+
 def test_U16_reference_rule_never_lengthens_an_overlong_array():
     from bench.reference_model import apply_rule
 

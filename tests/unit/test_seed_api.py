@@ -30,7 +30,7 @@ from backfill.core.entries import Entry
 from backfill.errors import ConfigError, EnvironmentProblem, InputError, VerificationFailed
 from backfill.iceberg import tables
 from backfill.ops import prepare as prepare_mod
-from backfill.ops.verify import Mismatch, VerifyReport
+from backfill.ops.verify import VerifyReport
 from cluster.catalog import ResolvedCatalog
 from tests.integration.test_seed_readme import (
     SEED_COPY,
@@ -102,7 +102,7 @@ def test_seed_insert_fills_the_placeholder_with_the_other_18_values():
 def test_top_level_run_backfill_is_the_cli():
     out = subprocess.run([sys.executable, "run_backfill.py", "backfill", "--help"], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout
-    assert "--report" in out and "--verify" in out and "main branch" in out
+    assert "--report" in out and "--verify" in out and "main is left untouched" in " ".join(out.split())
     mod = importlib.import_module("run_backfill")
     assert mod.create_spark_session is api.create_spark_session and mod.main is cli.main
 
@@ -338,40 +338,43 @@ def _args(**kw: Any) -> argparse.Namespace:
 
 @pytest.fixture()
 def fake_run(monkeypatch):
-    """cli.run with the catalog, planning, execution, audit and verify replaced by recorders."""
+    """cli.run with the catalog, planning, execution and audit replaced by recorders."""
     calls: list[str] = []
     prepared = SimpleNamespace(run_id="run-1", backfill_ids=("bf-1",), cfg=SimpleNamespace(max_parallel=1),
                                plan=SimpleNamespace(tasks=(), entries=(), rejected=()), already_committed={})
-    result = SimpleNamespace(summary_lines=lambda: ["summary"], failed_partitions=(), not_started=())
+    result = SimpleNamespace(summary_lines=lambda: ["summary"], failed_partitions=(), not_started=(),
+                             verified=True, branch="backfill_0123456789ab", backfill_ids=("bf-1",))
+
+    def execute(*a, **k):
+        calls.append(f"execute verify={k.get('verify')}")
+        return result
+
     monkeypatch.setattr(options, "catalog_from_config", lambda cfg: (None, None))
     monkeypatch.setattr(cli_run, "prepare", lambda *a: prepared)
-    monkeypatch.setattr(cli_run, "execute", lambda *a, **k: result)
+    monkeypatch.setattr(cli_run, "execute", execute)
     monkeypatch.setattr(cli_run, "load_audit_rows", lambda cat, cfg, bid, run_id: calls.append(run_id) or [])
-    state = SimpleNamespace(calls=calls, result=result, report=_report())
-    monkeypatch.setattr(cli_run, "verify_backfill", lambda *a: calls.append("verify") or state.report)
-    return state
+    return SimpleNamespace(calls=calls, result=result)
 
 
-def test_report_and_verify_after_a_run_and_the_main_branch_is_named(fake_run, capsys):
+def test_verify_runs_inside_the_run_before_publish_and_the_report_follows(fake_run, capsys):
     assert cli_run._run_backfill(_args(), Config(), None) == 0
     out = capsys.readouterr().out
-    assert fake_run.calls == ["verify", "run-1"]
-    assert "already on the main branch" in out and "not built yet" in out
+    assert fake_run.calls == ["execute verify=True", "run-1"]
     assert "report: no audit rows of bf-1 in run run-1" in out
 
 
-def test_a_mismatch_exits_1_and_the_report_still_prints(fake_run, capsys):
-    fake_run.report = VerifyReport(("bf-1",), 1, 1, 1, (Mismatch("2024-01", 1, "c", 0, 1, 2, "wrong"),))
-    with pytest.raises(VerificationFailed, match="already on the main branch"):
+def test_a_failed_verification_exits_1_says_main_is_untouched_and_the_report_still_prints(fake_run):
+    fake_run.result.verified = False
+    with pytest.raises(VerificationFailed, match="main is untouched and branch backfill_0123456789ab holds the run"):
         cli_run._run_backfill(_args(), Config(), None)
-    assert fake_run.calls == ["verify", "run-1"]
+    assert fake_run.calls == ["execute verify=True", "run-1"]
 
 
 def test_a_failed_run_skips_verify_but_reports(fake_run):
     fake_run.result.failed_partitions = ("2024-01",)
     with pytest.raises(Exception, match="failed after retries"):
         cli_run._run_backfill(_args(), Config(), None)
-    assert fake_run.calls == ["run-1"]
+    assert fake_run.calls == ["execute verify=True", "run-1"]
 
 
 def test_dry_run_says_report_and_verify_did_not_run(fake_run, capsys):

@@ -12,7 +12,7 @@ from backfill.cli import observe, options
 from backfill.errors import ExitCode
 from backfill.ops import status
 from backfill.ops.report import Report, build_report, render, timeline_png
-from backfill.ops.status import format_status, format_status_json, partition_states, states_from_json
+from backfill.ops.status import entry_counts, format_status, format_status_json, partition_states, states_from_json
 
 T0 = datetime(2024, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 BID = "bf-1"
@@ -201,9 +201,14 @@ def test_commands_exit_8_without_rows(commands, monkeypatch, capsys):
 
 
 def test_commands_print_from_rows(commands, monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(observe, "rows_for_args", lambda args: run1())
+    entries = entry_counts([{"status": "applied"}, {"status": "superseded", "error": "superseded by B"}])
+    monkeypatch.setattr(observe, "rows_for_args", lambda args: (run1(), entries))
     assert cli.main(["status", "--backfill-id", BID, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["totals"]["done"] == 4
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["totals"]["done"] == 4 and shown["entries"]["superseded by B"] == 1
+    assert cli.main(["status", "--backfill-id", BID]) == 0
+    assert (f"staging entries of {BID}: applied 1, superseded 1 (superseded by B: 1)"
+            in capsys.readouterr().out)
     out_file, png = tmp_path / "r.md", tmp_path / "t.png"
     assert cli.main(["report", "--backfill-id", BID, "--format", "markdown",
                      "--output", str(out_file), "--timeline", str(png)]) == 0

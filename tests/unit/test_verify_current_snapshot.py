@@ -29,11 +29,15 @@ class _Table:
     """Just enough of a pyiceberg Table for ``verify``: snapshot history and empty scans."""
 
     def __init__(self, snapshots=(), current=None):
-        self.metadata = SimpleNamespace(snapshots=list(snapshots))
+        by_id = {s.snapshot_id: s for s in snapshots}
+        self.metadata = SimpleNamespace(snapshots=list(snapshots), snapshot_by_id=by_id.get, refs={})
         self._current = current
         self.scans = 0
 
     def current_snapshot(self):
+        return self._current
+
+    def snapshot_by_name(self, name):
         return self._current
 
     def scan(self, row_filter, snapshot_id=None):
@@ -43,7 +47,7 @@ class _Table:
 
 def _replaced_target() -> _Table:
     props = commit_properties([("2024-01", "ab" * 8)], "run-1", ["bf-1"])
-    commit = SimpleNamespace(snapshot_id=11, parent_snapshot_id=None, sequence_number=1,
+    commit = SimpleNamespace(snapshot_id=11, parent_snapshot_id=None, sequence_number=1, timestamp_ms=1,
                              summary=SimpleNamespace(additional_properties=props))
     return _Table([commit], current=None)
 
@@ -55,7 +59,7 @@ def _load_fakes(monkeypatch, target: _Table, staging: _Table) -> None:
 def test_verify_of_a_target_without_current_snapshot_says_so_before_reading_staging(monkeypatch):
     staging = _Table()
     _load_fakes(monkeypatch, _replaced_target(), staging)
-    with pytest.raises(TableError, match="no current snapshot.*bf-1.*--as-of") as info:
+    with pytest.raises(TableError, match="holds commits of bf-1, but none in the lineage of main.*--as-of") as info:
         verify_backfill(Config(), None, ["bf-1"])
     assert info.value.exit_code == ExitCode.TABLE
     assert staging.scans == 0
