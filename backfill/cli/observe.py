@@ -40,14 +40,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(format_status_json(states, args.backfill_id, args.run_id, entries))
     else:
         print(format_status(states, args.backfill_id, args.run_id))
-        print(entries_line(entries, args.backfill_id))
+        if entries:  # none when there is no staging table to count
+            print(entries_line(entries, args.backfill_id))
     return ExitCode.OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     rows, entries = rows_for_args(args)
     text = render(build_report(rows, args.backfill_id), args.format)
-    if args.format == "text":
+    if args.format == "text" and entries:
         text += "\n" + entries_line(entries, args.backfill_id)
     if args.output:
         Path(args.output).write_text(text + "\n")

@@ -25,6 +25,8 @@ KEY_PARTITION = "backfill.partition"
 KEY_DIGEST = "backfill.digest"
 KEY_RUN = "backfill.run-id"
 KEY_IDS = "backfill.ids"
+#: Every key a backfill commit is tagged with.
+TAG_KEYS = frozenset({KEY_PARTITION, KEY_DIGEST, KEY_RUN, KEY_IDS})
 
 _DIGEST = re.compile(r"^[0-9a-f]{8,64}$")
 

@@ -9,9 +9,10 @@ Order, and why:
    value and is listed.
 3. The restored arrays are written on a rollback branch and published in one step, so
    readers see the whole rollback or none of it; if main moved meanwhile, the cells are
-   judged again on the new main. Then the id's staging rows become ``rolled_back`` and
-   the audit table gets a row per partition. A rerun finds the cells already restored and
-   only finishes the bookkeeping.
+   judged again on the new main. Then the id's staging rows become ``rolled_back``, rows
+   of other ids that were superseded in the same cells become pending again (an older
+   correction may now win; its rerun decides), and the audit table gets a row per
+   partition. A rerun finds the cells already restored and only finishes the bookkeeping.
 
 The cells are judged on the driver through pyiceberg, reading each commit's partitions
 twice; the restore itself is a Spark MERGE of the changed rows.
@@ -39,7 +40,7 @@ from backfill.errors import InputError, RunFailed
 from backfill.iceberg import branches, tables
 from backfill.iceberg.audit import AuditWriter
 from backfill.ops.verify import backfill_commits, read_competing_rows, rows_at
-from backfill.sql.merge import restore_sql, rollback_staging_sql
+from backfill.sql.merge import restore_sql, revive_superseded_sql, rollback_staging_sql
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -69,6 +70,9 @@ class RollbackResult:
     kept: dict[Cell, str] = field(default_factory=dict)
     already_restored: int = 0
     snapshot_id: int | None = None
+    #: other ids whose superseded rows shared a cell with the rolled-back ones: pending
+    #: again, so their rerun writes them where they now win
+    revived: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
         verb = "would" if self.dry_run else "did"
@@ -84,6 +88,9 @@ class RollbackResult:
             out.append(f"  ... and {len(self.kept) - _LISTED} more kept")
         if self.snapshot_id is not None:
             out.append(f"  published as snapshot {self.snapshot_id}")
+        if self.revived:
+            out.append(f"  superseded rows of {', '.join(self.revived)} {'would be' if self.dry_run else 'are'} "
+                       "pending again: rerun those backfills, an older correction may win its cells back")
         return out
 
 
@@ -99,19 +106,30 @@ def rollback(cfg: Config, catalog: Catalog, resolved_catalog: ResolvedCatalog, b
         raise InputError(f"backfill id(s) {', '.join(ids)} have no commit on main and no unpublished branch: "
                          "nothing to roll back")
     verdict, rows = _judge(cfg, catalog, ids) if commits else (Verdict({}, {}, 0), {})
+    revived = _revived(cfg, catalog, ids)
     result = RollbackResult(ids, dry_run, unpublished, len(commits), len(verdict.restore), len(rows),
-                            verdict.kept, verdict.already)
+                            verdict.kept, verdict.already, revived=revived)
     if dry_run:
         return result
     if unpublished is not None:
-        branches.drop_branch(target, unpublished)
+        branches.drop_branch(target, unpublished, cfg.run.retry_policy)
         say(f"dropped the unpublished branch {unpublished}")
+    staging = (quote_table(cfg.table_parts("staging")),)
     with one_session(cfg, resolved_catalog, f"backfill-rollback-{ids[0]}") as actor:
         snap, verdict, rows = _write(cfg, catalog, ids, actor, verdict, rows, say)
-        run_statement(actor, rollback_staging_sql(cfg, ids, "rolled back"), (quote_table(cfg.table_parts("staging")),))
+        run_statement(actor, revive_superseded_sql(cfg, ids), staging)
+        run_statement(actor, rollback_staging_sql(cfg, ids, "rolled back"), staging)
     _audit(cfg, catalog, ids, rows, snap)
     return RollbackResult(ids, False, unpublished, len(commits), len(verdict.restore), len(rows), verdict.kept,
-                          verdict.already, snap)
+                          verdict.already, snap, revived)
+
+
+def _revived(cfg: Config, catalog: Catalog, ids: Sequence[str]) -> tuple[str, ...]:
+    """Other ids with superseded rows in the cells of ``ids`` (see :func:`revive_superseded_sql`)."""
+    rows = read_competing_rows(tables.load(catalog, cfg, "staging"), cfg, ids, None)
+    keys = {(r.acct, r.month) for r in rows if r.backfill_id in ids}
+    return tuple(sorted({r.backfill_id for r in rows if r.backfill_id not in ids
+                         and r.status == StagingStatus.SUPERSEDED and (r.acct, r.month) in keys}))
 
 
 def _unpublished_branch(target: Table, ids: Sequence[str]) -> str | None:

@@ -140,8 +140,9 @@ def _verify_and_publish(prepared: PreparedRun, catalog: Catalog, report: Reporte
     if verify:
         where = f"branch {prepared.branch}" if prepared.branch else "main"
         report.line(f"verifying {', '.join(prepared.backfill_ids)} on {where}, each commit against its parent")
+        planned = {(e.backfill_id, e.acct, e.month) for e in prepared.plan.entries}
         checked = verify_backfill(prepared.cfg, catalog, prepared.backfill_ids,
-                                  ref=prepared.branch or MAIN_BRANCH)
+                                  ref=prepared.branch or MAIN_BRANCH, planned=planned)
         ending.verified, ending.verify_lines = checked.ok, tuple(checked.lines())
         for line in checked.lines():
             report.line(line)

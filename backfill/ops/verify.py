@@ -15,14 +15,14 @@ alone (the run saw the later row) and is reported as superseded, not as an error
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from backfill.config import Config
-from backfill.core.commit_tags import tagged_ids, tagged_partitions
+from backfill.core.commit_tags import TAG_KEYS, tagged_ids, tagged_partitions
 from backfill.core.entries import lenient_values
 from backfill.core.identifiers import check_backfill_id
 from backfill.core.months import parse_month
@@ -93,8 +93,19 @@ class VerifyReport:
         return out
 
 
+@dataclass(frozen=True)
+class Commit:
+    """One backfill commit: a snapshot, or consecutive snapshots with the same tags (a
+    pyiceberg overwrite commits a delete and an append), with the parent of the first."""
+
+    snapshot_id: int
+    parent_snapshot_id: int | None
+    timestamp_ms: int
+    summary: Any
+
+
 def backfill_commits(table: Table, backfill_ids: Sequence[str], ref: str = MAIN_BRANCH,
-                     as_of: int | None = None) -> list[Snapshot]:
+                     as_of: int | None = None) -> list[Commit]:
     """Commits tagged with any of ``backfill_ids`` in the lineage of ``ref`` (or of the
     snapshot ``as_of``), oldest first."""
     from pyiceberg.table.snapshots import ancestors_of
@@ -107,10 +118,24 @@ def backfill_commits(table: Table, backfill_ids: Sequence[str], ref: str = MAIN_
         snaps = list(ancestors_of(start, table.metadata))
     else:
         snaps = tables.lineage(table, ref)
-    return [s for s in reversed(snaps) if tagged_ids(_props(s)) & wanted]
+    out: list[Commit] = []
+    for s in reversed(snaps):
+        if not tagged_ids(_props(s)) & wanted:
+            continue
+        last = out[-1] if out else None
+        if last is not None and s.parent_snapshot_id == last.snapshot_id and _tags(s) == _tags(last):
+            out[-1] = Commit(s.snapshot_id, last.parent_snapshot_id, s.timestamp_ms, s.summary)
+        else:
+            out.append(Commit(s.snapshot_id, s.parent_snapshot_id, s.timestamp_ms, s.summary))
+    return out
 
 
-def _props(snap: Snapshot) -> dict[str, str]:
+def _tags(snap: Snapshot | Commit) -> dict[str, str]:
+    """The backfill tags of a snapshot (not its file and record counts)."""
+    return {k: v for k, v in _props(snap).items() if k in TAG_KEYS}
+
+
+def _props(snap: Snapshot | Commit) -> dict[str, str]:
     return dict(snap.summary.additional_properties) if snap.summary else {}
 
 
@@ -137,13 +162,21 @@ class Expected:
 
 
 def expected_for(commit_ids: set[str], committed_ms: int, partition: str, rows: Sequence[Staged],
-                 window: int, columns: Sequence[str]) -> Expected:
-    """The series rule, as of one commit, over every competing row of the checked months."""
+                 window: int, columns: Sequence[str],
+                 planned: Collection[tuple[str, int, str]] = ()) -> Expected:
+    """The series rule, as of one commit, over every competing row of the checked months.
+
+    The commit's own rows are those of its ids already written (applied or superseded),
+    plus ``planned``: the pending rows of a run verified on its branch before it is
+    published. Other pending rows of its ids (outside the run's month filter) were not
+    the commit's to write; rows of other ids compete whatever their status.
+    """
     p = parse_month(partition)
     staged = [r for r in rows if _ms(r.created_at) <= committed_ms and 0 <= p - parse_month(r.month) < window]
     must: dict[int, dict[str, dict[int, Decimal]]] = defaultdict(lambda: defaultdict(dict))
     may: dict[int, dict[str, dict[int, Decimal]]] = defaultdict(lambda: defaultdict(dict))
-    own = winners(r for r in staged if r.backfill_id in commit_ids)
+    own = winners(r for r in staged if r.backfill_id in commit_ids
+                  and (r.status != StagingStatus.PENDING or r.key in planned))
     overall = winners(staged)
     for (acct, month, c), row in own.items():
         value = row.values[c]
@@ -279,7 +312,7 @@ def read_competing_rows(staging: Table, cfg: Config, ids: Sequence[str],
 
 def verify_backfill(cfg: Config, catalog: Catalog, backfill_ids: Sequence[str],
                     sample_accounts: Sequence[int] | None = None, as_of: int | None = None,
-                    ref: str = MAIN_BRANCH) -> VerifyReport:
+                    ref: str = MAIN_BRANCH, planned: Collection[tuple[str, int, str]] = ()) -> VerifyReport:
     """Check every commit of ``backfill_ids`` in the lineage of ``ref`` (or of snapshot
     ``as_of``) against its parent, under the update and series rules."""
     ids = tuple(sorted({check_backfill_id(b) for b in backfill_ids}))
@@ -295,7 +328,7 @@ def verify_backfill(cfg: Config, catalog: Catalog, backfill_ids: Sequence[str],
     for commit in commits:
         for partition in tagged_partitions(_props(commit)):
             expected = expected_for(tagged_ids(_props(commit)), commit.timestamp_ms, partition, rows,
-                                    cfg.tables.window, history)
+                                    cfg.tables.window, history, planned)
             tally.check(cfg, target, commit, partition, expected, sample_accounts)
     note = overlong_note(tally.overlong, cfg.tables.window, "in the checked rows")
     notes = [note] if note else []
@@ -317,7 +350,7 @@ class _Tally:
     mismatches: list[Mismatch] = field(default_factory=list)
     overlong: list[Overlong] = field(default_factory=list)
 
-    def check(self, cfg: Config, target: Table, commit: Snapshot, partition: str, expected: Expected,
+    def check(self, cfg: Config, target: Table, commit: Commit, partition: str, expected: Expected,
               sample_accounts: Sequence[int] | None) -> None:
         """One partition of one commit against the commit's parent."""
         history = [hc.array_column for hc in cfg.tables.history_columns]

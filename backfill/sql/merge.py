@@ -411,6 +411,25 @@ def rollback_staging_sql(cfg: Config, backfill_ids: Sequence[str], reason: str) 
             f"WHERE `backfill_id` IN ({ids}) AND `status` IN ({live})")
 
 
+def revive_superseded_sql(cfg: Config, backfill_ids: Sequence[str]) -> str:
+    """Rows of other ids that were superseded in a cell of ``backfill_ids`` become pending again.
+
+    Run by ``rollback``: once the rolled-back rows no longer compete, an older correction
+    may win its cells again, and only its own run (which resolves the series rule anew,
+    and is idempotent) can say so and write it.
+    """
+    staging = quote_table(cfg.table_parts("staging"))
+    ids = ", ".join(string_literal(check_backfill_id(b)) for b in sorted(set(backfill_ids)))
+    return (
+        f"MERGE INTO {staging} st\n"
+        f"USING (SELECT DISTINCT `acct`, `backfill_month` FROM {staging} WHERE `backfill_id` IN ({ids})) k\n"
+        "ON st.`acct` = k.`acct` AND st.`backfill_month` = k.`backfill_month`\n"
+        f"   AND st.`status` = {string_literal(StagingStatus.SUPERSEDED.value)} AND st.`backfill_id` NOT IN ({ids})\n"
+        f"WHEN MATCHED THEN UPDATE SET st.`status` = {_PENDING}, st.`processed_at` = CAST(NULL AS TIMESTAMP), "
+        "st.`error` = CAST(NULL AS STRING)"
+    )
+
+
 def _error_literal(text: str) -> str:
     """A free-text reason as a SQL literal: only a safe character set survives."""
     safe = "".join(c if (c.isalnum() or c in " .,:;_-()/") else " " for c in text)[:500]

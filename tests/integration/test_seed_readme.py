@@ -248,10 +248,13 @@ def _quick_start(run: SeedRun, cfg: Any, catalog: Any, text: str, commands: list
             seed_insert(insert, "bf-2024-001", 12345, "2023-12"))
     run.command(estimate)
     out = run.command(backfill)
-    assert "verify bf-2024-001:" in out and "OK" in out and "already on the main branch" in out
+    # --verify checks the run on its branch, before it is published to main in one step
+    assert "verify bf-2024-001:" in out and "OK" in out and "published to main in one step" in out
+    assert out.index("verify bf-2024-001:") < out.index("published: main now holds the whole run")
     assert "rows updated" in out  # the report of the run
     print("\n".join("  | " + line for line in out.splitlines()
-                    if line.startswith(("verif", "backfill id", "runs ", "partitions ", "rows updated"))))
+                    if line.startswith(("verif", "published", "backfill id", "runs ", "partitions ",
+                                        "rows updated"))))
     print(f"\n$ {merge}\n  -> the option of the backfill line above (run with it, exit 0)")
     out = run.command(backfill.replace("--method merge", "--method sql"), expect=2)
     assert "--method sql does not write" in out

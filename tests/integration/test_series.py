@@ -206,9 +206,11 @@ def test_rollback_puts_back_what_it_replaced_and_keeps_later_writes(ray_instance
     cfg, catalog = _tables(catalog_service, "series_rollback", months=5)
     before = read_target(catalog, cfg)
     processor = IcebergBackfillProcessor(cfg)
+    _stage(catalog, cfg, "O", "5.55", acct=OTHER)  # an older correction, run after R: superseded
     _stage(catalog, cfg, "R", "1.00")
     _stage(catalog, cfg, "R", "3.00", acct=OTHER)
     assert processor.run(["R"]).succeeded
+    assert processor.run(["O"]).superseded_entries == 1
     _stage(catalog, cfg, "L", "2.00")  # a later backfill writes one of R's cells
     assert processor.run(["L"]).succeeded
     # another writer changes one of R's cells by hand (no backfill): it must stay too
@@ -228,18 +230,27 @@ def test_rollback_puts_back_what_it_replaced_and_keeps_later_writes(ray_instance
     assert all(kept[(add_months(FIRST, i), ACCT, i)] == "a later backfill holds it" for i in range(5))
     assert dry.restored_cells == 4  # OTHER's cells in the four partitions nobody touched since
 
+    assert dry.revived == ("O",)
     done = rollback(cfg, catalog, processor.resolved_catalog, ["R"])
+    print("\n".join(done.lines()))
     assert done.snapshot_id is not None and done.restored_cells == 4
-    expected = newest_wins(cfg, before, [r for r in read_rows(catalog, cfg, "staging") if r["backfill_id"] != "R"])
+    others = [r for r in read_rows(catalog, cfg, "staging") if r["backfill_id"] not in ("R", "O")]
+    expected = newest_wins(cfg, before, others)
     expected[(OTHER, hand)]["balance_history"][2] = Decimal("8.88")
     assert diff_tables(read_target(catalog, cfg), expected) == []
-    assert {r["status"] for r in read_rows(catalog, cfg, "staging") if r["backfill_id"] == "R"} == {"rolled_back"}
+    statuses = {r["backfill_id"]: r["status"] for r in read_rows(catalog, cfg, "staging")}
+    assert statuses["R"] == "rolled_back" and statuses["O"] == "pending"
     audit = [r for r in read_rows(catalog, cfg, "audit") if r["backfill_id"] == "R" and r["status"] == "rolled_back"]
     assert len(audit) == 4
     again = rollback(cfg, catalog, processor.resolved_catalog, ["R"])  # safe to rerun
     assert again.restored_cells == 0 and again.already_restored == 4
     assert diff_tables(read_target(catalog, cfg), expected) == []
     assert verify_backfill(cfg, catalog, ["L"]).ok
+    # with R withdrawn the older correction O wins OTHER's cells again: its rerun writes them
+    assert processor.run(["O"]).succeeded
+    rows = read_rows(catalog, cfg, "staging")
+    assert diff_tables(read_target(catalog, cfg), newest_wins(cfg, before, rows)) == []
+    assert {r["backfill_id"]: r["status"] for r in rows}["O"] == "applied"
 
 
 def test_rollback_of_an_unpublished_run_drops_its_branch(ray_instance, catalog_service):

@@ -88,6 +88,14 @@ def _reader(cfg, before, staged, stop: threading.Event, reads: list[Counter]) ->
         time.sleep(0.3)
 
 
+def _say(tmp_path, line: str) -> None:
+    """Printed, and kept in ``series-chaos.log`` under the test's temporary folder (pytest
+    keeps the last three), so a run without ``-s`` still leaves the account of what happened."""
+    print(f"series chaos: {line}", flush=True)
+    with (tmp_path / "series-chaos.log").open("a") as f:
+        f.write(line + "\n")
+
+
 def _wait(proc, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
@@ -112,7 +120,7 @@ def _drive(rng: random.Random, toml, address, tmp_path) -> tuple[int, int]:
             proc = driver_process(["backfill", "--config", str(toml), "--backfill-id", bid], address, log)
             kill_after = rng.uniform(12, 45) if rng.random() < 0.5 and kills < 3 else None
             procs.append((bid, proc, log, kill_after, time.monotonic()))
-            print(f"series chaos: run {runs}: {bid}" + (f", kill after {kill_after:.0f} s" if kill_after else ""))
+            _say(tmp_path, f"run {runs}: {bid}" + (f", kill after {kill_after:.0f} s" if kill_after else ""))
         for bid, proc, log, kill_after, t0 in procs:
             if kill_after is not None:
                 while proc.poll() is None and time.monotonic() - t0 < kill_after:
@@ -121,7 +129,7 @@ def _drive(rng: random.Random, toml, address, tmp_path) -> tuple[int, int]:
                     proc.kill()
                     kills += 1
             code = _wait(proc, DRIVER_TIMEOUT)
-            print(f"series chaos: {bid} exited {code}")
+            _say(tmp_path, f"{bid} exited {code}")
             if code != 0:
                 assert code == -9, f"{bid} exited {code}:\n{log.read_text()[-3000:]}"
                 pending.insert(rng.randrange(len(pending) + 1), bid)  # resumed later, in random order
@@ -132,7 +140,7 @@ def test_series_chaos_newest_staged_wins(ray_instance, catalog_service, tmp_path
     import ray
 
     rng = random.Random(SEED)
-    print(f"series chaos: seed {SEED}")
+    _say(tmp_path, f"seed {SEED}")
     cfg = make_config(catalog_service, "series_chaos", max_parallel=2, partitions_per_actor=1,
                       partitions_per_merge=2)
     catalog = pyiceberg_catalog(cfg)
@@ -162,6 +170,7 @@ def test_series_chaos_newest_staged_wins(ray_instance, catalog_service, tmp_path
             report = verify_backfill(cfg, catalog, [bid])
             assert report.ok, report.lines()
     partial = [dict(c) for c in reads if set(c) != {1}]
-    print(f"series chaos: {runs} driver runs, {kills} killed; staging {dict(statuses)}; reader made {len(reads)} "
-          f"reads of main, {len(partial)} showed a cell with more than one source")
+    _say(tmp_path, f"{runs} driver runs, {kills} killed; staging {dict(statuses)}; table equals the newest-wins "
+                   f"model; verify ok; reader made {len(reads)} reads of main, {len(partial)} showed a cell "
+                   "with more than one source")
     assert len(reads) > 20 and not partial

@@ -85,7 +85,7 @@ def test_status_json_and_run_filter(live, commands, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["backfill_id"] == OTHER and data["run_id"] == "run-1"
     assert data["totals"] == {"total": 4, "done": 3, "failed": 0, "pending": 1, "rows_updated": 42,
-                              "committed": 2, "already_committed": 1, "noop": 0}
+                              "committed": 2, "already_committed": 1, "noop": 0, "rolled_back": 0}
     parts = {p["partition"]: p for p in data["partitions"]}
     assert parts["2024-02"]["attempts"] == 2 and parts["2024-02"]["snapshot_id"] == 7002
     assert parts["2024-02"]["duration_seconds"] == 6.0

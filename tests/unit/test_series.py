@@ -121,3 +121,20 @@ def test_any_order_of_runs_ends_with_the_value_staged_last():
                 if v is not None and (cell not in expected or r.order() > expected[cell][0].order()):
                     expected[cell] = (r, v)
         assert cells == {k: v for k, (_, v) in expected.items()}, (order, rows)
+
+
+def test_verify_expects_only_what_a_commit_could_write():
+    from backfill.ops.verify import expected_for
+
+    cols = ["balance_history", "payment_history"]
+    applied = row("A", 0, "1.00", None, status=A)
+    elsewhere = row("A", 1, "3.00", None, month="2021-12")       # pending, outside the run's month filter
+    later = row("B", 2, None, "4.00")
+    rivalled = row("A", 0, None, "2.00", acct=2, status=A)
+    newer = row("B", 3, None, "5.00", acct=2)
+    rows = [applied, elsewhere, later, rivalled, newer]
+    exp = expected_for({"A"}, 10**15, "2022-03", rows, 36, cols)
+    assert exp.must == {1: {"balance_history": {2: Decimal("1.00")}}}
+    assert exp.may == {2: {"payment_history": {2: Decimal("2.00")}}}
+    planned = expected_for({"A"}, 10**15, "2022-03", rows, 36, cols, planned={elsewhere.key})
+    assert planned.must[1]["balance_history"] == {2: Decimal("1.00"), 3: Decimal("3.00")}
