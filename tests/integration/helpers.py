@@ -8,6 +8,9 @@ from typing import Any
 
 from backfill.config import CatalogConfig, Config, HistoryColumn, RunConfig, SparkConfig, TableConfig
 from backfill.iceberg.tables import identifier
+from backfill.ops.prepare import prepare
+from backfill.ops.run import execute
+from backfill.ops.stop_signal import StopSignal
 
 COLUMNS = (HistoryColumn("balance_history", "balance"), HistoryColumn("payment_history", "payment"),
            HistoryColumn("limit_history", "credit_limit"))
@@ -82,3 +85,20 @@ def diff_tables(actual: dict, expected: dict, limit: int = 10) -> list[str]:
         if len(problems) >= limit:
             break
     return problems
+
+
+def run_stopped_after(cfg: Config, catalog: Any, resolved_catalog: Any, backfill_ids: list[str],
+                      commits: int) -> tuple[Any, list[str]]:
+    """A run stopped (as `ray job stop` would) once ``commits`` partitions committed: its
+    result and the partitions committed, in order."""
+    committed: list[str] = []
+    with StopSignal() as stop:
+
+        def watch(line: str) -> None:
+            if " committed attempt " in line:
+                committed.append(line.split()[1])
+                if len(committed) == commits:
+                    stop.set()
+
+        result = execute(prepare(cfg, catalog, backfill_ids), resolved_catalog, catalog, watch, stop)
+    return result, committed

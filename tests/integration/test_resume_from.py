@@ -14,10 +14,7 @@ from backfill import IcebergBackfillProcessor
 from backfill.core.states import StagingStatus
 from backfill.errors import ConfigError
 from backfill.iceberg.tables import identifier
-from backfill.ops.prepare import prepare
-from backfill.ops.run import execute
-from backfill.ops.stop_signal import StopSignal
-from tests.integration.helpers import make_config, pyiceberg_catalog, read_rows, read_target
+from tests.integration.helpers import make_config, pyiceberg_catalog, read_rows, read_target, run_stopped_after
 from tests.integration.runner_env import expected_table, stage_wide_backfill
 
 pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.slow]
@@ -47,16 +44,7 @@ def test_resume_from_after_a_stopped_run_skips_only_committed_partitions(ray_ins
     catalog = pyiceberg_catalog(cfg)
     before, staged = stage_wide_backfill(catalog, cfg, "bf-stop", months=14)
     processor = IcebergBackfillProcessor(cfg)
-    committed: list[str] = []
-    with StopSignal() as stop:
-
-        def watch(line: str) -> None:
-            if " committed attempt " in line:
-                committed.append(line.split()[1])
-                if len(committed) == 3:
-                    stop.set()      # as `ray job stop` would, after three partitions landed
-
-        first = execute(prepare(cfg, catalog, ["bf-stop"]), processor.resolved_catalog, catalog, watch, stop)
+    first, committed = run_stopped_after(cfg, catalog, processor.resolved_catalog, ["bf-stop"], 3)
     assert first.not_started and committed == ["2023-01", "2023-02", "2023-03"]
     assert _statuses(catalog, cfg, "bf-stop") == {StagingStatus.PENDING}
     second = processor.run(["bf-stop"], resume_from="2023-04")

@@ -24,10 +24,17 @@ from backfill.ops.prepare import prepare
 from backfill.ops.run import execute
 from backfill.ops.sample_data import SampleSpec, account_ids
 from backfill.ops.setup import setup_tables, stage_rows
-from backfill.ops.stop_signal import StopSignal
 from backfill.ops.verify import verify_backfill
 from bench.reference_model import apply_rule
-from tests.integration.helpers import diff_tables, make_config, pyiceberg_catalog, read_rows, read_target, with_run
+from tests.integration.helpers import (
+    diff_tables,
+    make_config,
+    pyiceberg_catalog,
+    read_rows,
+    read_target,
+    run_stopped_after,
+    with_run,
+)
 
 pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.slow]
 
@@ -80,16 +87,7 @@ def test_case1_a_resumed_older_correction_never_overwrites_a_later_one(ray_insta
     before = read_target(catalog, cfg)
     _stage(catalog, cfg, "A", "1.00")
     processor = IcebergBackfillProcessor(cfg)
-    committed: list[str] = []
-    with StopSignal() as stop:
-
-        def watch(line: str) -> None:
-            if " committed attempt " in line:
-                committed.append(line.split()[1])
-                if len(committed) == 3:
-                    stop.set()  # the driver is stopped after three partitions committed
-
-        first = execute(prepare(cfg, catalog, ["A"]), processor.resolved_catalog, catalog, watch, stop)
+    first, committed = run_stopped_after(cfg, catalog, processor.resolved_catalog, ["A"], 3)
     assert first.not_started and len(committed) == 3
     assert read_target(catalog, cfg) == before, "a stopped run published nothing to main"
     _stage(catalog, cfg, "B", "2.00")
@@ -260,9 +258,7 @@ def test_rollback_of_an_unpublished_run_drops_its_branch(ray_instance, catalog_s
     before = read_target(catalog, cfg)
     _stage(catalog, cfg, "U", "6.66")
     processor = IcebergBackfillProcessor(cfg)
-    with StopSignal() as stop:
-        first = execute(prepare(cfg, catalog, ["U"]), processor.resolved_catalog, catalog,
-                        lambda line: stop.set() if " committed attempt " in line else None, stop)
+    first, _ = run_stopped_after(cfg, catalog, processor.resolved_catalog, ["U"], 1)
     assert first.not_started and first.branch in catalog.load_table(identifier(cfg, "target")).metadata.refs
     done = rollback(cfg, catalog, processor.resolved_catalog, ["U"])
     assert done.dropped_branch == first.branch and done.commits == 0
