@@ -88,6 +88,8 @@ class _Attempt:
     node: str
     #: the run's write-audit-publish branch, or None to commit to main
     branch: str | None = None
+    #: the MERGE statement given by the caller (a SQL script's), else None: built here
+    statement: str | None = None
 
     def outcome(self, task: PartitionTask, status: AttemptStatus, *, rows_updated: int = 0, missing_rows: int = 0,
                 snapshot_id: int | None = None, stats: CommitStats | None = None, error: str | None = None,
@@ -190,11 +192,17 @@ class PartitionWorker:
     # ------------------------------------------------------------------ work
 
     def apply(self, batch: MergeBatch, backfill_ids: Sequence[str], run_id: str,
-              staging_snapshot_id: int | None, attempt: int, branch: str | None = None) -> list[PartitionOutcome]:
+              staging_snapshot_id: int | None, attempt: int, branch: str | None = None,
+              statement: str | None = None) -> list[PartitionOutcome]:
         """Apply every entry of the batch's partitions in one MERGE (on ``branch``, else
         main); one outcome per partition, in batch order. Never raises: a failure is
-        every partition's outcome."""
-        att = _Attempt(attempt=attempt, started_at=_now(), actor=self.name, node=self.node, branch=branch)
+        every partition's outcome.
+
+        ``statement``: the MERGE to run instead of the one built here (``--method sql``
+        runs its script's own statement, with the same tags and bookkeeping).
+        """
+        att = _Attempt(attempt=attempt, started_at=_now(), actor=self.name, node=self.node, branch=branch,
+                       statement=statement)
         try:
             return self._apply(batch, backfill_ids, run_id, staging_snapshot_id, att)
         except Exception as exc:  # reported, classified by type and retried by the driver
@@ -253,9 +261,10 @@ class PartitionWorker:
         ``matched`` is the copy-on-write pre-count; without it (merge-on-read) a partition's
         updated rows are the records its commit added.
         """
-        source, accounts = self.source_for(todo, backfill_ids, staging_snapshot_id)
         props = commit_properties([(t.partition, t.digest) for t in todo.tasks], run_id, backfill_ids)
-        statement = merge_sql(self.cfg, todo.partitions, source, accounts, att.branch)
+        statement = att.statement or merge_sql(self.cfg, todo.partitions,
+                                               *self.source_for(todo, backfill_ids, staging_snapshot_id),
+                                               branch=att.branch)
         t0 = time.monotonic()
         with job_group(self.spark, todo.job_group(att.attempt)):  # the driver polls its progress
             run_with_commit_properties(self.spark, props, lambda: self.spark.sql(statement).collect())

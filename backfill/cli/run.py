@@ -44,10 +44,6 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    if args.method == "sql" and (args.report or args.verify):  # before any service starts
-        raise ConfigError("--report and --verify read this run's audit rows and tagged commits, which "
-                          "--method sql does not write: use --method merge (the default) with them, "
-                          "or drop them for --method sql")
     print(f"backfill {', '.join(args.backfill_id)}: checking options and configuration", flush=True)
     cfg = options.config_from_args(args)
     # a Ray run is armed before planning, so a stop at any point of it exits 7; a dry run
@@ -68,10 +64,10 @@ def _run_backfill(args: argparse.Namespace, cfg: Config, stop: StopSignal | None
             print("--report/--verify: not run, a dry run writes nothing")
         return ExitCode.OK
     if args.method == "sql":
-        n = run_script(prepared, resolved, progress=print)
-        print(f"method sql: ran {n} statement(s) in one Spark session")
-        return ExitCode.OK
-    result = execute(prepared, resolved, catalog, progress=reporter_for(sys.stdout), stop=stop, verify=args.verify)
+        result = run_script(prepared, resolved, catalog, progress=reporter_for(sys.stdout), verify=args.verify)
+    else:
+        result = execute(prepared, resolved, catalog, progress=reporter_for(sys.stdout), stop=stop,
+                         verify=args.verify)
     for line in result.summary_lines():
         print(line)
     try:

@@ -151,6 +151,28 @@ class Plan:
         lo = entry.month_index
         return [t.partition for t in self.tasks if 0 <= parse_month(t.partition) - lo < self.window]
 
+    def rejected_months(self) -> dict[str, str]:
+        """{month: reason} of the months whose entries are rejected (no partition in the window)."""
+        return {r.entry.month: r.reason for r in self.rejected}
+
+    def months_done(self, ok_partitions: Iterable[str]) -> list[str]:
+        """Months whose entries may be marked applied: every planned partition covering them is done.
+
+        Rejected months are never done. A month is decided by one of its entries: every
+        entry of a month covers the same partitions.
+        """
+        ok, rejected = set(ok_partitions), self.rejected_months()
+        first: dict[str, Entry] = {}
+        for e in self.entries:
+            first.setdefault(e.month, e)
+        return sorted(m for m, e in first.items()
+                      if m not in rejected and all(p in ok for p in self.partitions_of(e)))
+
+    def entries_in(self, months: Iterable[str]) -> int:
+        """How many of the plan's entries fall in ``months``."""
+        wanted = set(months)
+        return sum(1 for e in self.entries if e.month in wanted)
+
 
 def plan_run(
     entries: Sequence[Entry],

@@ -27,7 +27,6 @@ from actors import runtime
 from actors.checkpoint import PartitionCheckpoint
 from actors.executor import RunExecutor
 from actors.metrics import RunMetrics
-from backfill.core.entries import Entry
 from backfill.core.names import MAIN_BRANCH
 from backfill.core.plan import PartitionTask, merge_batches
 from backfill.core.results import CommitStats, PartitionOutcome, RunEnding, RunningMerge, RunResult
@@ -86,14 +85,21 @@ def _execute(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog: 
     if not _connect(prepared, stop):
         return _stopped_before_start(prepared)
     stop.arm()                                  # ray.init replaced the SIGTERM handler
+    return with_replays(prepared, catalog, report,
+                        lambda run: _run_round(run, resolved_catalog, catalog, report, stop, verify))
+
+
+def with_replays(prepared: PreparedRun, catalog: Catalog, report: Reporter,
+                 one_round: Callable[[PreparedRun], RunResult]) -> RunResult:
+    """``one_round`` of the run, planned and applied again while main moved before it could publish."""
     for replay in range(MAX_REPLAYS + 1):
-        result = _run_round(prepared, resolved_catalog, catalog, report, stop, verify)
+        result = one_round(prepared)
         if result.published != PublishState.MAIN_MOVED:
             return result
         if replay == MAX_REPLAYS:
             raise RunFailed(f"main kept moving before the run could publish ({MAX_REPLAYS + 1} rounds); "
                             f"nothing of {', '.join(prepared.backfill_ids)} is on main. Rerun to try again")
-        prepared = _replan(prepared, catalog, report)
+        prepared = replan(prepared, catalog, report)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -110,7 +116,7 @@ def _run_round(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog
         prepared.already_committed.setdefault(partition, snap)
     book = RunBook(prepared, AuditWriter(tables.load(catalog, prepared.cfg, "audit"),
                                          prepared.cfg.run.retry_policy),
-                   executor, report, resolved_catalog.secrets())
+                   executor.checkpoint, report, resolved_catalog.secrets())
     book.record_interrupted(lost)
     to_run = book.start()
     batches = merge_batches(to_run, prepared.cfg.run.partitions_per_merge, prepared.cfg.max_parallel)
@@ -121,7 +127,7 @@ def _run_round(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog
         executor.run(batches, book.record, stop.is_set, on_live=book.live)
         complete = all(t.partition in book.done_partitions() for t in prepared.plan.tasks)
         if complete:
-            ending = _verify_and_publish(prepared, catalog, report, verify)
+            ending = verify_and_publish(prepared, catalog, report, verify)
         if ending.published == PublishState.MAIN_MOVED:
             executor.forget()  # its records name commits of a branch that is about to be dropped
             return book.result(to_run, ending, stopped=stop.is_set())
@@ -134,7 +140,7 @@ def _run_round(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog
     return book.result(to_run, ending, stopped=stop.is_set())
 
 
-def _verify_and_publish(prepared: PreparedRun, catalog: Catalog, report: Reporter, verify: bool) -> RunEnding:
+def verify_and_publish(prepared: PreparedRun, catalog: Catalog, report: Reporter, verify: bool) -> RunEnding:
     """Verification on the branch (if asked), then the one-step publish to main."""
     ending = RunEnding()
     if verify:
@@ -163,7 +169,7 @@ def _verify_and_publish(prepared: PreparedRun, catalog: Catalog, report: Reporte
     return ending
 
 
-def _replan(prepared: PreparedRun, catalog: Catalog, report: Reporter) -> PreparedRun:
+def replan(prepared: PreparedRun, catalog: Catalog, report: Reporter) -> PreparedRun:
     """A new plan on the new main, under a new run id; the old branch is dropped (the
     checkpoint records of its commits were dropped when the round ended)."""
     if prepared.branch is not None:
@@ -199,12 +205,15 @@ def _connect(prepared: PreparedRun, stop: StopSignal) -> bool:
 class RunBook:
     """What a run records as it goes: checkpoint, audit rows, progress lines, outcomes."""
 
-    def __init__(self, prepared: PreparedRun, audit: AuditWriter, executor: RunExecutor, report: Reporter,
+    def __init__(self, prepared: PreparedRun, audit: AuditWriter,
+                 checkpoint: Callable[[PartitionOutcome], None] | None, report: Reporter,
                  secrets: set[str]) -> None:
+        """``checkpoint``: where each outcome is checkpointed (None: a run without a
+        checkpoint store, ``--method sql``, whose resume evidence is the commit tags alone)."""
         self.prepared = prepared
         self.outcomes: list[PartitionOutcome] = []
         self._audit = audit
-        self._executor = executor
+        self._checkpoint = checkpoint
         self._report = report
         self._secrets = secrets
         self._t0 = time.monotonic()
@@ -243,7 +252,8 @@ class RunBook:
         """One attempt's outcome: checkpointed, audited, counted and reported, secrets scrubbed first."""
         outcome = outcome.scrubbed(self._secrets)
         self.outcomes.append(outcome)
-        self._executor.checkpoint(outcome)
+        if self._checkpoint is not None:
+            self._checkpoint(outcome)
         self._audit.append([outcome.audit_row(b, self.prepared.run_id) for b in self.prepared.backfill_ids])
         if outcome.status == AttemptStatus.ALREADY_COMMITTED:
             self._eta.skipped()
@@ -346,19 +356,12 @@ def mark_staging(prepared: PreparedRun, ok_partitions: set[str], executor: RunEx
     plan = prepared.plan
     if any(t.partition not in ok_partitions for t in plan.tasks):
         ok_partitions = set()
-    by_month: dict[str, list[Entry]] = {}
-    for e in plan.entries:
-        by_month.setdefault(e.month, []).append(e)
-    rejected_months = {r.entry.month: r.reason for r in plan.rejected}
-    done_months = [m for m, es in by_month.items() if m not in rejected_months
-                   and all(p in ok_partitions for p in plan.partitions_of(es[0]))]
+    done_months, rejected_months = plan.months_done(ok_partitions), plan.rejected_months()
     if done_months:
         executor.mark_staging(done_months, StagingStatus.APPLIED)
     for month, reason in rejected_months.items():
         executor.mark_staging([month], StagingStatus.REJECTED, reason)
-    applied = sum(len(by_month[m]) for m in done_months)
-    rejected = sum(len(by_month.get(m, ())) for m in rejected_months)
-    return applied, rejected
+    return plan.entries_in(done_months), plan.entries_in(rejected_months)
 
 
 def mark_superseded(prepared: PreparedRun, complete: bool, executor: RunExecutor) -> int:

@@ -4,7 +4,9 @@ Why a script: some users must review (or have a DBA run) every statement that to
 a production table. The script holds exactly the statements the merge method runs,
 built by :mod:`backfill.sql.merge` from the validated plan: one MERGE per planned
 partition reading the staging snapshot the input was validated at, then the staging
-status updates. Every identifier and literal in it went through
+status updates. With write-audit-publish (the default) the MERGEs commit to the run's
+branch, which one ``fast_forward`` call then publishes to main, so a reader of main sees
+the whole backfill or none of it, as with the merge method. Every identifier and literal in it went through
 :mod:`backfill.core.identifiers`; comments are built from validated values only and never
 contain ';' so that line-oriented SQL clients split statements correctly.
 
@@ -14,7 +16,12 @@ on one Ray actor (``--method sql``).
 
 from __future__ import annotations
 
-from backfill.core.names import ICEBERG_EXTENSIONS
+from dataclasses import dataclass
+from enum import Enum
+
+from backfill.core.identifiers import check_identifier, quote_identifier, string_literal
+from backfill.core.names import ICEBERG_EXTENSIONS, MAIN_BRANCH
+from backfill.core.plan import PartitionTask
 from backfill.core.states import StagingStatus
 from backfill.prepared import PreparedRun
 from backfill.sql.merge import (
@@ -24,7 +31,28 @@ from backfill.sql.merge import (
     merge_sql,
     set_status_sql,
     staging_source_sql,
+    target_table,
 )
+
+
+class Step(str, Enum):
+    """What a script statement does: the SQL method runs each kind at its own point."""
+
+    BRANCH = "branch"
+    MERGE = "merge"
+    PUBLISH = "publish"
+    DROP_BRANCH = "drop-branch"
+    STAGING = "staging"
+
+
+@dataclass(frozen=True)
+class ScriptItem:
+    """One statement of the script, its comment, and (for a MERGE) the partition it writes."""
+
+    note: str
+    statement: str
+    step: Step
+    task: PartitionTask | None = None
 
 
 def _comment(text: str) -> str:
@@ -32,20 +60,39 @@ def _comment(text: str) -> str:
     return "\n".join(f"-- {line}".rstrip() for line in text.replace(";", ",").splitlines())
 
 
-def script_items(prepared: PreparedRun) -> list[tuple[str, str]]:
-    """(comment, statement) pairs in execution order: partition MERGEs, then staging updates.
+def script_items(prepared: PreparedRun) -> list[ScriptItem]:
+    """The statements in execution order: (branch), partition MERGEs, (publish, drop
+    branch), then staging updates.
 
     Partitions whose exact work is already committed are left out (and counted as done
-    for the staging update), as the merge method does.
+    for the staging update), as the merge method does. The branch statements stay even
+    then: partitions committed on the branch by an earlier, stopped run still need it
+    published (the publish of a branch main already holds changes nothing).
     """
     cfg, plan = prepared.cfg, prepared.plan
-    ids = list(prepared.backfill_ids)
-    snap = prepared.staging_snapshot_id
-    items: list[tuple[str, str]] = []
-    in_script: set[str] = set(prepared.already_committed)
+    merges = _merge_items(prepared)
+    in_script = set(prepared.already_committed) | {i.task.partition for i in merges if i.task}
+    items = _branch_items(prepared, merges) if prepared.branch and plan.tasks else merges
+    rejected, done = plan.rejected_months(), plan.months_done(in_script)
+    items += _superseded_items(prepared)
+    ids, snap = list(prepared.backfill_ids), prepared.staging_snapshot_id
+    if done:
+        items.append(ScriptItem(f"staging: mark pending entries of {len(done)} month(s) applied",
+                                mark_staging_sql(cfg, ids, done, snap, StagingStatus.APPLIED), Step.STAGING))
+    for month in sorted(rejected):
+        items.append(ScriptItem(f"staging: reject entries of {month}: {rejected[month]}",
+                                mark_staging_sql(cfg, ids, [month], snap, StagingStatus.REJECTED, rejected[month]),
+                                Step.STAGING))
+    return items
+
+
+def _merge_items(prepared: PreparedRun) -> list[ScriptItem]:
+    """One MERGE per partition not already committed, into the run's branch if it has one."""
+    cfg, ids, snap = prepared.cfg, list(prepared.backfill_ids), prepared.staging_snapshot_id
     res = prepared.resolution
     series_changed = bool(res.masked or res.superseded)
-    for task in plan.tasks:
+    items: list[ScriptItem] = []
+    for task in prepared.plan.tasks:
         if task.partition in prepared.already_committed:
             continue
         # the series rule changed what the run writes: its entries, not staging, are the source
@@ -53,37 +100,49 @@ def script_items(prepared: PreparedRun) -> list[tuple[str, str]]:
                   else staging_source_sql(cfg, task.partition, ids, snap))
         note = (f"partition {task.partition}: {len(task.entries)} entries, {task.accounts} accounts, "
                 f"months {task.first_month}..{task.months[-1]}")
-        items.append((note, merge_sql(cfg, task.partition, source)))
-        in_script.add(task.partition)
-    rejected = {r.entry.month: r.reason for r in plan.rejected}
-    months = sorted({e.month for e in plan.entries} - set(rejected))
-    done = [m for m in months
-            if all(p in in_script for e in plan.entries if e.month == m for p in plan.partitions_of(e))]
-    items += _superseded_items(prepared)
-    if done:
-        items.append((f"staging: mark pending entries of {len(done)} month(s) applied",
-                      mark_staging_sql(cfg, ids, done, snap, StagingStatus.APPLIED)))
-    for month in sorted(rejected):
-        items.append((f"staging: reject entries of {month}: {rejected[month]}",
-                      mark_staging_sql(cfg, ids, [month], snap, StagingStatus.REJECTED, rejected[month])))
+        items.append(ScriptItem(note, merge_sql(cfg, task.partition, source, branch=prepared.branch),
+                                Step.MERGE, task))
     return items
 
 
-def _superseded_items(prepared: PreparedRun) -> list[tuple[str, str]]:
+def _branch_items(prepared: PreparedRun, merges: list[ScriptItem]) -> list[ScriptItem]:
+    """The MERGEs between creating the run's branch and publishing it to main in one step.
+
+    ``fast_forward`` refuses when main is no longer an ancestor of the branch (another
+    writer moved it): main is then untouched, and rerunning the backfill plans again.
+    """
+    cfg, branch = prepared.cfg, check_identifier(prepared.branch or "", "branch")
+    target = target_table(cfg)
+    catalog, namespace, table = cfg.table_parts("target")
+    name = f"'{check_identifier(namespace, 'namespace')}.{check_identifier(table, 'table')}'"
+    return [
+        ScriptItem(f"write-audit-publish: the MERGEs commit to branch {branch}, main is untouched until publish",
+                   f"ALTER TABLE {target} CREATE BRANCH IF NOT EXISTS {quote_identifier(branch)}", Step.BRANCH),
+        *merges,
+        ScriptItem(f"publish: main moves to the head of branch {branch} in one step",
+                   f"CALL {quote_identifier(catalog)}.system.fast_forward(table => {name}, "
+                   f"branch => {string_literal(MAIN_BRANCH)}, to => {string_literal(branch)})", Step.PUBLISH),
+        ScriptItem(f"drop branch {branch} (its snapshots are now main's)",
+                   f"ALTER TABLE {target} DROP BRANCH IF EXISTS {quote_identifier(branch)}", Step.DROP_BRANCH),
+    ]
+
+
+def _superseded_items(prepared: PreparedRun) -> list[ScriptItem]:
     """Staging updates for the entries a later-staged row supersedes (before 'applied')."""
     res, step, items = prepared.resolution, STATUS_ROWS_PER_STATEMENT, []
     for rows, old, what in ((res.superseded, StagingStatus.PENDING, "superseded entries of this run"),
                             (res.displaced, StagingStatus.APPLIED, "earlier applied entries this run replaces")):
         keyed = [(r.backfill_id, r.acct, r.month, r.reason()) for r in rows]
         for i in range(0, len(keyed), step):
-            items.append((f"staging: mark {len(keyed[i:i + step])} {what} superseded",
-                          set_status_sql(prepared.cfg, keyed[i:i + step], old, StagingStatus.SUPERSEDED)))
+            items.append(ScriptItem(f"staging: mark {len(keyed[i:i + step])} {what} superseded",
+                                    set_status_sql(prepared.cfg, keyed[i:i + step], old, StagingStatus.SUPERSEDED),
+                                    Step.STAGING))
     return items
 
 
 def build_statements(prepared: PreparedRun) -> list[str]:
     """The statements of the script, without comments or trailing ';'."""
-    return [stmt for _, stmt in script_items(prepared)]
+    return [item.statement for item in script_items(prepared)]
 
 
 def header(prepared: PreparedRun) -> str:
@@ -112,5 +171,5 @@ def header(prepared: PreparedRun) -> str:
 
 def render_script(prepared: PreparedRun) -> str:
     """The whole script: header comment, then each statement with its comment, ';'-terminated."""
-    body = [f"{_comment(note)}\n{stmt}" for note, stmt in script_items(prepared)]
+    body = [f"{_comment(item.note)}\n{item.statement}" for item in script_items(prepared)]
     return header(prepared) + "\n\n" + ";\n\n".join(body) + ";\n"

@@ -12,8 +12,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from backfill import cli
+from backfill.core.states import PublishState
+from backfill.errors import InputError
 from backfill.iceberg.audit import AuditWriter
-from backfill.iceberg.tables import identifier, load
+from backfill.iceberg.tables import committed_digests, identifier, load
 from backfill.ops.cleanup import cleanup_audits
 from backfill.ops.estimate import estimate
 from backfill.ops.prepare import prepare
@@ -144,25 +146,15 @@ def test_cleanup_dry_run_then_delete(env):
     assert cleanup_audits(catalog, cfg, days_to_keep=90, dry_run=True).total == 0
 
 
-@pytest.mark.ray
-def test_method_sql_matches_reference_model(ray_instance, catalog_service):
-    from cluster.catalog import resolve_catalog
-
-    cfg = make_config(catalog_service, "estsql_run")
+def _sql_env(catalog_service, name, bid, seed):
+    cfg = make_config(catalog_service, name)
     catalog = pyiceberg_catalog(cfg)
-    spec = SampleSpec(accounts=5, months=6, first_month="2023-01", staged_accounts=5,
-                      backfill_id="bf-sqlrun", seed=9)
+    spec = SampleSpec(accounts=5, months=6, first_month="2023-01", staged_accounts=5, backfill_id=bid, seed=seed)
     setup_tables(catalog, cfg, spec)
-    before = read_target(catalog, cfg)
-    staged = read_rows(catalog, cfg, "staging")
-    prepared = prepare(cfg, catalog, ["bf-sqlrun"])
-    assert prepared.plan.rejected, "sample data should include an entry outside every window"
-    lines: list[str] = []
-    n = run_script(prepared, resolve_catalog(cfg.catalog), progress=lines.append)
-    rejected_months = {r.entry.month for r in prepared.plan.rejected}
-    assert n == len(build_statements(prepared)) == len(lines)
-    assert n == len(prepared.plan.tasks) + 1 + len(rejected_months)
+    return cfg, catalog, read_target(catalog, cfg), read_rows(catalog, cfg, "staging")
 
+
+def _check_applied(catalog, cfg, prepared, before, staged):
     expected = apply_rule(before, model_entries(cfg, staged), cfg.tables.window)
     actual = read_target(catalog, cfg)
     assert actual == expected, diff_tables(actual, expected)
@@ -173,3 +165,54 @@ def test_method_sql_matches_reference_model(ray_instance, catalog_service):
         assert r["status"] == want and r["processed_at"] is not None, r
         if want == "rejected":
             assert "no partition" in r["error"]
+
+
+@pytest.mark.ray
+def test_method_sql_verifies_on_its_branch_publishes_and_audits_like_merge(ray_instance, catalog_service):
+    from cluster.catalog import resolve_catalog
+
+    cfg, catalog, before, staged = _sql_env(catalog_service, "estsql_run", "bf-sqlrun", 9)
+    main_before = load(catalog, cfg, "target").current_snapshot().snapshot_id
+    prepared = prepare(cfg, catalog, ["bf-sqlrun"])
+    assert prepared.plan.rejected, "sample data should include an entry outside every window"
+    assert prepared.branch, "write-audit-publish is the default"
+    lines: list[str] = []
+    result = run_script(prepared, resolve_catalog(cfg.catalog), catalog, progress=lines.append, verify=True)
+    text = "\n".join(lines)
+    assert result.succeeded and result.verified and result.published == PublishState.PUBLISHED, text
+    # verification ran on the branch, before main moved
+    assert text.index(f"on branch {prepared.branch}") < text.index("published: main now holds the whole run")
+    assert len(build_statements(prepared)) == sum(1 for line in lines if line.startswith("[statement "))
+    _check_applied(catalog, cfg, prepared, before, staged)
+    # every partition's commit is tagged with its digest, on main, made after main_before
+    target = load(catalog, cfg, "target")
+    committed = committed_digests(target, "main")
+    assert all((t.partition, t.digest) in committed for t in prepared.plan.tasks)
+    assert prepared.branch not in target.metadata.refs
+    assert target.snapshot_by_id(main_before) is not None and target.current_snapshot().snapshot_id != main_before
+    # the audit holds the run: planned and committed per partition (what --report reads)
+    audit = [r for r in read_rows(catalog, cfg, "audit") if r["run_id"] == prepared.run_id]
+    assert {r["target_partition"] for r in audit if r["status"] == "committed"} == \
+        {t.partition for t in prepared.plan.tasks}
+    assert sum(1 for r in audit if r["status"] == "planned") == len(prepared.plan.tasks)
+    # a second run finds nothing pending
+    with pytest.raises(InputError, match="no pending rows"):
+        prepare(cfg, catalog, ["bf-sqlrun"])
+
+
+@pytest.mark.ray
+def test_generated_script_runs_verbatim_in_one_session(ray_instance, catalog_service):
+    """What a DBA does with `generate-sql`: every statement as written, the branch and publish
+    included (no tags: a later run of the tool redoes those partitions, harmlessly)."""
+    from actors.partition_actor import one_session, run_statement
+    from cluster.catalog import resolve_catalog
+
+    cfg, catalog, before, staged = _sql_env(catalog_service, "estsql_dba", "bf-sqldba", 11)
+    prepared = prepare(cfg, catalog, ["bf-sqldba"])
+    statements = build_statements(prepared)
+    assert any(s.startswith("CALL ") and "fast_forward" in s for s in statements)
+    with one_session(cfg, resolve_catalog(cfg.catalog), "dba-script") as actor:
+        for statement in statements:
+            run_statement(actor, statement)
+    _check_applied(catalog, cfg, prepared, before, staged)
+    assert prepared.branch not in load(catalog, cfg, "target").metadata.refs

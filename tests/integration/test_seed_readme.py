@@ -19,8 +19,8 @@ What is added to the seed's text, and why (nothing else is changed):
   of bf-2024-001 for 2023-12 is staged, and a run of it is stopped with SIGTERM (exit 7)
   after it committed 2024-04 (oldest first, one partition per MERGE), so that resuming from
   2024-05 skips only partitions that are done.
-- ``--method sql`` in the seed's backfill line is refused with exit 2 before anything starts
-  (``--report``/``--verify`` need the merge method's audit rows and commit tags).
+- ``--method sql`` in the seed's backfill line runs after one more entry is staged (the
+  merge run before it applied everything pending), verified on its branch and reported.
 - Python: the seed's module imports become ``backfill.seed.*`` imports; the Spark set-up
   snippet gets its missing ``from pyspark.sql import SparkSession``. The ids the advanced
   snippets name (bf-001, bf-002, bf-003) are staged first with the seed's own INSERT form,
@@ -256,9 +256,16 @@ def _quick_start(run: SeedRun, cfg: Any, catalog: Any, text: str, commands: list
                     if line.startswith(("verif", "published", "backfill id", "runs ", "partitions ",
                                         "rows updated"))))
     print(f"\n$ {merge}\n  -> the option of the backfill line above (run with it, exit 0)")
-    out = run.command(backfill.replace("--method merge", "--method sql"), expect=2)
-    assert "--method sql does not write" in out
-    print("  | " + out.strip().splitlines()[-1])
+    used = {r["acct"] for r in _staged(catalog, cfg, "bf-2024-001") if r["backfill_month"] == "2023-12"}
+    extra = next(a for a in _accounts(run) if a not in used)
+    run.sql(f"another entry of bf-2024-001 for 2023-12 (acct {extra}), for the --method sql line",
+            seed_insert(insert, "bf-2024-001", extra, "2023-12"))
+    out = run.command(backfill.replace("--method merge", "--method sql"))
+    # the SQL method verifies on the run's branch too, publishes in one step, and reports
+    assert "verify bf-2024-001:" in out and "OK" in out and "rows updated" in out
+    assert out.index("verify bf-2024-001:") < out.index("published: main now holds the whole run")
+    print("\n".join("  | " + line for line in out.splitlines()
+                    if line.startswith(("[statement", "verif", "published", "rows updated"))))
     run.command(status)
     debug = re.search(r"`(--log-level DEBUG)`", text)
     assert debug, "the seed names --log-level DEBUG"

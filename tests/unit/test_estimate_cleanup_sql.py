@@ -27,7 +27,7 @@ from backfill.ops.estimate import (
     may_hold_any,
 )
 from backfill.prepared import PreparedRun
-from backfill.sql.script import build_statements, render_script
+from backfill.sql.script import Step, build_statements, render_script, script_items
 
 D = Decimal
 UTC = timezone.utc
@@ -235,6 +235,52 @@ def test_month_with_a_resume_skipped_partition_is_not_marked_applied_early():
     prepared = _prepared(cfg, [E(1, "2023-01")], PARTS, resume_from="2023-02")
     stmts = build_statements(prepared)
     assert len(stmts) == 3 and "'applied'" in stmts[-1]
+
+
+def _branched(prepared: PreparedRun, branch: str = "backfill_0a1b2c") -> PreparedRun:
+    return dataclasses.replace(prepared, branch=branch)
+
+
+def test_script_with_a_branch_merges_there_then_publishes_in_one_step_before_staging():
+    cfg = _cfg(window=3)
+    prepared = _branched(_prepared(cfg, [E(1, "2023-02"), E(3, "2019-01")], PARTS))
+    items = script_items(prepared)
+    assert [i.step for i in items] == [Step.BRANCH, Step.MERGE, Step.MERGE, Step.MERGE, Step.PUBLISH,
+                                       Step.DROP_BRANCH, Step.STAGING, Step.STAGING]
+    assert items[0].statement == ("ALTER TABLE `demo`.`db`.`accounts_history` "
+                                  "CREATE BRANCH IF NOT EXISTS `backfill_0a1b2c`")
+    for item in items[1:4]:
+        assert item.statement.startswith("MERGE INTO `demo`.`db`.`accounts_history`.`branch_backfill_0a1b2c` t")
+        assert item.task is not None and f"'{item.task.partition}'" in item.statement
+    assert items[4].statement == ("CALL `demo`.system.fast_forward(table => 'db.accounts_history', "
+                                  "branch => 'main', to => 'backfill_0a1b2c')")
+    assert items[5].statement.endswith("DROP BRANCH IF EXISTS `backfill_0a1b2c`")
+    assert "'applied'" in items[6].statement and "'rejected'" in items[7].statement
+    # the rendered script holds them in the same order
+    script = render_script(prepared)
+    assert script.index("CREATE BRANCH") < script.index("MERGE INTO") < script.index("fast_forward") \
+        < script.index("DROP BRANCH") < script.index("'applied'")
+
+
+def test_script_publishes_a_branch_even_when_every_partition_is_already_committed():
+    cfg = _cfg(window=3)
+    prepared = _branched(_prepared(cfg, [E(1, "2023-04")], PARTS, already={"2023-04": 7}))
+    steps = [i.step for i in script_items(prepared)]
+    assert steps == [Step.BRANCH, Step.PUBLISH, Step.DROP_BRANCH, Step.STAGING]
+
+
+def test_a_hostile_branch_name_never_reaches_sql():
+    prepared = _branched(_prepared(_cfg(), [E(1, "2023-02")], PARTS), "x'); DROP TABLE t; --")
+    with pytest.raises(ConfigError, match="branch"):
+        build_statements(prepared)
+
+
+def test_months_done_needs_every_covering_partition():
+    plan = plan_run([E(1, "2023-01"), E(2, "2023-03"), E(3, "2019-01")], PARTS, 3, "newest")
+    assert plan.months_done(["2023-01", "2023-02", "2023-03", "2023-04"]) == ["2023-01", "2023-03"]
+    assert plan.months_done(["2023-03", "2023-04"]) == ["2023-03"]  # 2023-01 also needs 2023-01, 2023-02
+    assert plan.rejected_months() == {"2019-01": plan.rejected[0].reason}
+    assert plan.entries_in(["2023-01", "2019-01"]) == 2
 
 
 def test_identifiers_are_quoted_everywhere():

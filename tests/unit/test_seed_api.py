@@ -325,11 +325,6 @@ def test_a_processor_with_tables_or_a_session_is_refused():
 # ------------------------------------------------------------------ backfill --report --verify
 
 
-def test_method_sql_with_report_or_verify_is_refused_before_any_service(monkeypatch):
-    monkeypatch.setattr(options, "catalog_from_config", lambda cfg: pytest.fail("catalog used"))
-    assert cli.main(["backfill", "--backfill-id", "b", "--method", "sql", "--verify"]) == 2
-
-
 def _args(**kw: Any) -> argparse.Namespace:
     base = {"backfill_id": ["bf-1"], "backfill_month": None, "resume_from": None, "dry_run": False,
             "method": "merge", "report": True, "verify": True}
