@@ -81,15 +81,15 @@ class RunExecutor:
             self.store.mark(self.key, outcome.partition, CheckpointState.FAILED, error=outcome.error,
                             run_id=run_id)
 
-    def run(self, batches: Sequence[MergeBatch], on_outcome: Callable[[PartitionOutcome], None],
+    def run(self, batches: Sequence[MergeBatch], on_outcomes: Callable[[Sequence[PartitionOutcome]], None],
             should_stop: Callable[[], bool],
             on_live: Callable[[list[RunningMerge]], None] | None = None) -> list[PartitionOutcome]:
-        """Apply ``batches`` under the concurrency cap; ``on_outcome`` sees every attempt,
+        """Apply ``batches`` under the concurrency cap; ``on_outcomes`` sees every attempt's outcomes,
         ``on_live`` the MERGEs in flight every few seconds."""
         cfg = self.prepared.cfg
         self._on_live = on_live
         self._pool = PartitionPool(self._make_actor, self._submit, cfg.max_parallel, cfg.run.retry_policy,
-                                   on_outcome, should_stop, slots_per_actor=cfg.run.partitions_per_actor,
+                                   on_outcomes, should_stop, slots_per_actor=cfg.run.partitions_per_actor,
                                    on_tick=self._tick if on_live is not None else None)
         return self._pool.run(list(batches))
 

@@ -380,7 +380,9 @@ def one_session(cfg: Config, resolved_catalog: ResolvedCatalog, name: str) -> It
 
     iceberg_runtime_jar(cfg.spark.iceberg_jar)  # fail fast, before the actor starts
     runtime.ensure_ray(cfg)
-    actor = start_worker(cfg, resolved_catalog.spark_conf(), name, num_cpus=cfg.run.actor_cpus, max_restarts=0)
+    # one thread more than the statement it runs: progress polls are answered meanwhile
+    actor = start_worker(cfg, resolved_catalog.spark_conf(), name, num_cpus=cfg.run.actor_cpus, max_restarts=0,
+                         max_concurrency=2)
     try:
         yield actor
     finally:

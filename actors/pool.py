@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -66,15 +66,17 @@ class PartitionPool:
             its list of partition outcomes.
         max_parallel: the cap.
         policy: which failures to retry and how long to wait.
-        on_outcome: called with every attempt's outcome as soon as it is known (audit,
-            checkpoint, progress); it runs before the next task is scheduled.
+        on_outcomes: called with the partition outcomes of every attempt (one MERGE) as
+            soon as it ends, all of them at once (audit, checkpoint, progress: an ETA fed one
+            partition at a time would read a 12-partition MERGE as 12 slow partitions); it
+            runs before the next task is scheduled.
         should_stop: polled between waits; when True no new attempt starts.
         on_tick: called about twice a second with the attempts in flight (live progress).
     """
 
     def __init__(self, make_actor: Callable[[int], tuple[Any, str]], submit: Callable[[Any, MergeBatch, int], Any],
                  max_parallel: int, policy: RetryPolicy,
-                 on_outcome: Callable[[PartitionOutcome], None],
+                 on_outcomes: Callable[[Sequence[PartitionOutcome]], None],
                  should_stop: Callable[[], bool] = lambda: False, slots_per_actor: int = 1,
                  on_tick: Callable[[list[RunningAttempt]], None] | None = None) -> None:
         self._make_actor = make_actor
@@ -83,7 +85,7 @@ class PartitionPool:
         self._slots = max(1, slots_per_actor)
         self._max_actors = -(-max_parallel // self._slots)
         self._policy = policy
-        self._on_outcome = on_outcome
+        self._on_outcomes = on_outcomes
         self._should_stop = should_stop
         self._on_tick = on_tick
         self._busy: dict[Any, int] = {}     # live actor -> attempts (or calls) running on it
@@ -181,9 +183,8 @@ class PartitionPool:
             for ref in ready:
                 running = active.pop(ref)
                 got = self._collect(ref, running)
-                for outcome in got:
-                    outcomes.append(outcome)
-                    self._on_outcome(outcome)
+                outcomes += got
+                self._on_outcomes(got)
                 retry = self._maybe_retry(running.item, got)
                 if retry is not None:
                     queue.append(retry)

@@ -19,19 +19,26 @@ BAR_WIDTH = 20
 class TerminalReporter:
     """Redraws one status line (bar, counts, ETA, what runs) below the event lines."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, indent: str = "") -> None:
         self._stream = stream
+        self._indent = indent
         self._live = ""
 
     def line(self, text: str) -> None:
         self._clear()
-        print(text, file=self._stream, flush=True)
+        print(self._indent + text, file=self._stream, flush=True)
         self._draw()
+
+    def end(self) -> None:
+        """The run is over: the live line goes, so what is printed next starts on a clean line."""
+        self._clear()
+        self._live = ""
+        self._stream.flush()
 
     def live(self, status: LiveStatus) -> None:
         filled = round(BAR_WIDTH * status.done / status.total) if status.total else BAR_WIDTH
         bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-        self._live = f"[{bar}] {status.text()}"
+        self._live = f"{self._indent}[{bar}] {status.text()}"
         self._clear()
         self._draw()
 
@@ -46,9 +53,9 @@ class TerminalReporter:
             self._stream.flush()
 
 
-def reporter_for(stream: TextIO | None = None) -> Reporter:
-    """A TerminalReporter on a terminal, plain lines otherwise."""
+def reporter_for(stream: TextIO | None = None, indent: str = "") -> Reporter:
+    """A TerminalReporter on a terminal, plain lines otherwise (each starting with ``indent``)."""
     out = stream or sys.stdout
     if out.isatty():
-        return TerminalReporter(out)
-    return LineReporter(lambda text: print(text, file=out, flush=True))
+        return TerminalReporter(out, indent)
+    return LineReporter(lambda text: print(indent + text, file=out, flush=True))

@@ -113,7 +113,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     cfg = options.config_from_args(args)
     sample = options.parse_accounts(args.sample_accounts) if args.sample_accounts else None
     _, catalog = options.catalog_from_config(cfg)
-    report = verify_backfill(cfg, catalog, args.backfill_id, sample, args.as_of)
+    print(f"verifying {', '.join(args.backfill_id)}: reading its commits and staged rows", flush=True)
+    report = verify_backfill(cfg, catalog, args.backfill_id, sample, args.as_of,
+                             progress=lambda line: print(line, flush=True))
     for line in report.lines():
         print(line)
     if not report.ok:
@@ -134,11 +136,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("    " + line)
     print(f"3/4 backfilling {spec.backfill_id} with up to {cfg.max_parallel} MERGEs at once")
     result = execute(prepare(cfg, catalog, [spec.backfill_id]), resolved, catalog,
-                     progress=lambda line: print("    " + line))
+                     progress=reporter_for(sys.stdout, indent="    "))
     for line in result.summary_lines():
         print("  " + line)
     print("4/4 verifying every backfilled partition against its snapshot before the backfill")
-    report = verify_backfill(cfg, catalog, [spec.backfill_id])
+    report = verify_backfill(cfg, catalog, [spec.backfill_id], progress=lambda line: print("  " + line, flush=True))
     for line in report.lines():
         print("  " + line)
     if not args.keep_running:

@@ -50,6 +50,9 @@ class Reporter(Protocol):
     def live(self, status: LiveStatus) -> None:
         """What is running now: may be shown, redrawn or dropped as the medium allows."""
 
+    # Optional: ``end()``, called once the run is over, clears whatever the reporter left
+    # live (a redrawn line); a Reporter without it is fine (see :func:`end_live`).
+
 
 class LineReporter:
     """Plain text lines: events as they come, the live status at most every ``every`` seconds.
@@ -66,11 +69,22 @@ class LineReporter:
         self._say(text)
         self._last_live = time.monotonic()  # an event line also says the run is alive
 
+    def end(self) -> None:
+        """Nothing is redrawn, so nothing is left to clear."""
+
     def live(self, status: LiveStatus) -> None:
         now = time.monotonic()
         if now - self._last_live >= self._every:
             self._last_live = now
             self._say("... " + status.text())
+
+
+def end_live(report: Reporter) -> None:
+    """Tell ``report`` the run is over, if it wants to know (``end`` is optional, so a
+    caller's own Reporter written before it existed keeps working)."""
+    end = getattr(report, "end", None)
+    if callable(end):
+        end()
 
 
 def as_reporter(progress: Reporter | Callable[[str], None] | None, default: Callable[[str], None]) -> Reporter:

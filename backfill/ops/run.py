@@ -35,7 +35,7 @@ from backfill.errors import RunFailed
 from backfill.iceberg import branches, tables
 from backfill.iceberg.audit import AuditWriter
 from backfill.ops.prepare import prepare
-from backfill.ops.progress import EtaClock, LiveStatus, Reporter, as_reporter
+from backfill.ops.progress import EtaClock, LiveStatus, Reporter, as_reporter, end_live
 from backfill.ops.stop_signal import StopSignal
 from backfill.ops.verify import verify_backfill
 from backfill.prepared import PreparedRun
@@ -63,10 +63,14 @@ def execute(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog: C
     run arms one for its duration. ``verify``: check every commit of the run cell by
     cell before it is published (a failure leaves main untouched).
     """
-    if stop is not None:
-        return _execute(prepared, resolved_catalog, catalog, progress, stop, verify)
-    with StopSignal() as own:
-        return _execute(prepared, resolved_catalog, catalog, progress, own, verify)
+    report = as_reporter(progress, log.info)
+    try:
+        if stop is not None:
+            return _execute(prepared, resolved_catalog, catalog, report, stop, verify)
+        with StopSignal() as own:
+            return _execute(prepared, resolved_catalog, catalog, report, own, verify)
+    finally:
+        end_live(report)
 
 
 #: How many times a run is planned and applied again because main moved before it could
@@ -75,8 +79,7 @@ MAX_REPLAYS = 3
 
 
 def _execute(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog: Catalog,
-             progress: Reporter | Progress | None, stop: StopSignal, verify: bool) -> RunResult:
-    report = as_reporter(progress, log.info)
+             report: Reporter, stop: StopSignal, verify: bool) -> RunResult:
     find_java()                                 # fail fast, before Ray or any actor starts
     iceberg_runtime_jar(prepared.cfg.spark.iceberg_jar)
     if stop.is_set():
@@ -124,7 +127,8 @@ def _run_round(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog
         report.line(_start_line(prepared, len(to_run), len(batches)))
     ending = RunEnding()
     try:
-        executor.run(batches, book.record, stop.is_set, on_live=book.live)
+        executor.run(batches, book.record_attempt, stop.is_set, on_live=book.live)
+        end_live(report)  # the MERGEs are over: no stale live line under what follows
         complete = all(t.partition in book.done_partitions() for t in prepared.plan.tasks)
         if complete:
             ending = verify_and_publish(prepared, catalog, report, verify)
@@ -132,6 +136,8 @@ def _run_round(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog
             executor.forget()  # its records name commits of a branch that is about to be dropped
             return book.result(to_run, ending, stopped=stop.is_set())
         publishable = complete and ending.verified is not False
+        if publishable:
+            report.line("updating the staging rows of the run (applied, superseded, rejected)")
         ending.superseded = mark_superseded(prepared, publishable, executor)
         done = book.done_partitions() if publishable else set()
         ending.applied, ending.rejected = mark_staging(prepared, done, executor)
@@ -148,7 +154,7 @@ def verify_and_publish(prepared: PreparedRun, catalog: Catalog, report: Reporter
         report.line(f"verifying {', '.join(prepared.backfill_ids)} on {where}, each commit against its parent")
         planned = {(e.backfill_id, e.acct, e.month) for e in prepared.plan.entries}
         checked = verify_backfill(prepared.cfg, catalog, prepared.backfill_ids,
-                                  ref=prepared.branch or MAIN_BRANCH, planned=planned)
+                                  ref=prepared.branch or MAIN_BRANCH, planned=planned, progress=report.line)
         ending.verified, ending.verify_lines = checked.ok, tuple(checked.lines())
         for line in checked.lines():
             report.line(line)
@@ -237,30 +243,40 @@ class RunBook:
                                              entries=len(t.entries), started_at=now, completed_at=now
                                              ).audit_row(b, self.prepared.run_id)
                             for t in plan.tasks for b in ids])
-        to_run = []
-        for task in plan.tasks:
-            snap = self.prepared.already_committed.get(task.partition)
-            if snap is None:
-                to_run.append(task)
-                continue
-            self.record(PartitionOutcome(partition=task.partition, status=AttemptStatus.ALREADY_COMMITTED,
-                                         attempt=0, entries=len(task.entries), started_at=now,
-                                         completed_at=now, snapshot_id=snap, stats=CommitStats()))
-        return to_run
+        found = {t.partition: s for t in plan.tasks
+                 if (s := self.prepared.already_committed.get(t.partition)) is not None}
+        self.record_attempt([PartitionOutcome(partition=t.partition, status=AttemptStatus.ALREADY_COMMITTED,
+                                              attempt=0, entries=len(t.entries), started_at=now, completed_at=now,
+                                              snapshot_id=found[t.partition], stats=CommitStats())
+                             for t in plan.tasks if t.partition in found])
+        return [t for t in plan.tasks if t.partition not in found]
 
     def record(self, outcome: PartitionOutcome) -> None:
-        """One attempt's outcome: checkpointed, audited, counted and reported, secrets scrubbed first."""
-        outcome = outcome.scrubbed(self._secrets)
-        self.outcomes.append(outcome)
+        """One partition's outcome (see :meth:`record_attempt`)."""
+        self.record_attempt([outcome])
+
+    def record_attempt(self, outcomes: Sequence[PartitionOutcome]) -> None:
+        """The partition outcomes of one attempt (one MERGE): checkpointed, audited in one
+        append, counted and reported, secrets scrubbed first.
+
+        The ETA takes in every partition of the MERGE before the first line is printed,
+        so a MERGE of 12 partitions counts as 12 partitions done in its time, never as one
+        partition that took all of it.
+        """
+        done = [o.scrubbed(self._secrets) for o in outcomes]
+        self.outcomes += done
         if self._checkpoint is not None:
-            self._checkpoint(outcome)
-        self._audit.append([outcome.audit_row(b, self.prepared.run_id) for b in self.prepared.backfill_ids])
-        if outcome.status == AttemptStatus.ALREADY_COMMITTED:
-            self._eta.skipped()
-        elif outcome.ok:
-            self._eta.merged((outcome.actor, outcome.started_at), outcome.duration_seconds)
-        self._metrics.record(outcome)
-        self._report.line(self._progress_line(outcome))
+            for outcome in done:
+                self._checkpoint(outcome)
+        self._audit.append([o.audit_row(b, self.prepared.run_id) for o in done for b in self.prepared.backfill_ids])
+        for outcome in done:
+            if outcome.status == AttemptStatus.ALREADY_COMMITTED:
+                self._eta.skipped()
+            elif outcome.ok:
+                self._eta.merged((outcome.actor, outcome.started_at), outcome.duration_seconds)
+            self._metrics.record(outcome)
+        for outcome in done:
+            self._report.line(self._progress_line(outcome))
 
     def live(self, running: Sequence[RunningMerge]) -> None:
         """What runs now, for the live status line."""

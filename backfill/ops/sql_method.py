@@ -15,16 +15,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from actors.executor import LIVE_SECONDS, poll_progress
 from actors.partition_actor import one_session, run_statement
+from actors.pool import RunningAttempt
 from backfill.core.plan import MergeBatch
 from backfill.core.results import PartitionOutcome, RunEnding, RunResult
 from backfill.core.states import PublishState
 from backfill.errors import BackfillError
 from backfill.iceberg import tables
 from backfill.iceberg.audit import AuditWriter
-from backfill.ops.progress import Reporter, as_reporter
+from backfill.ops.progress import Reporter, as_reporter, end_live
 from backfill.ops.run import RunBook, verify_and_publish, with_replays
 from backfill.prepared import PreparedRun
 from backfill.sql.script import ScriptItem, Step, script_items
@@ -47,8 +50,11 @@ def run_script(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog
     by their tags. ``verify`` checks the run before it is published, as the merge method does.
     """
     report = as_reporter(progress, log.info)
-    return with_replays(prepared, catalog, report,
-                        lambda run: _run_once(run, resolved_catalog, catalog, report, verify))
+    try:
+        return with_replays(prepared, catalog, report,
+                            lambda run: _run_once(run, resolved_catalog, catalog, report, verify))
+    finally:
+        end_live(report)
 
 
 def _run_once(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog: Catalog,
@@ -60,11 +66,12 @@ def _run_once(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog:
     to_run = book.start()
     ending = RunEnding()
     report.line(f"method sql: {len(items)} statement(s) in one Spark session (RayDP, about 15 s to start)")
-    with one_session(cfg, resolved_catalog, f"backfill-sql-{prepared.run_id}") as actor:
+    name = f"backfill-sql-{prepared.run_id}"
+    with one_session(cfg, resolved_catalog, name) as actor:
         for i, item in enumerate(items, start=1):
             where = f"[statement {i}/{len(items)}] {item.note}"
             if item.step == Step.MERGE:
-                if not _merge(actor, prepared, item, book):
+                if not _merge(actor, name, prepared, item, book):
                     return book.result(to_run, ending, stopped=False)
             elif item.step == Step.PUBLISH:
                 ending = verify_and_publish(prepared, catalog, report, verify)
@@ -82,7 +89,7 @@ def _run_once(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog:
     return book.result(to_run, _counted(prepared, ending), stopped=False)
 
 
-def _merge(actor: object, prepared: PreparedRun, item: ScriptItem, book: RunBook) -> bool:
+def _merge(actor: object, name: str, prepared: PreparedRun, item: ScriptItem, book: RunBook) -> bool:
     """Run one MERGE statement of the script as tagged, audited attempts under the retry
     policy (an attempt after a failure finds a commit that landed and does not redo it);
     False once it failed for good."""
@@ -90,11 +97,15 @@ def _merge(actor: object, prepared: PreparedRun, item: ScriptItem, book: RunBook
 
     assert item.task is not None, "a MERGE item names its partition"
     policy = prepared.cfg.run.retry_policy
-    attempt = 1
+    batch, attempt = MergeBatch((item.task,)), 1
     while True:
-        outcome: PartitionOutcome = ray.get(actor.apply.remote(  # type: ignore[attr-defined]
-            MergeBatch((item.task,)), prepared.backfill_ids, prepared.run_id, prepared.staging_snapshot_id,
-            attempt, prepared.branch, item.statement))[0]
+        ref = actor.apply.remote(  # type: ignore[attr-defined]
+            batch, prepared.backfill_ids, prepared.run_id, prepared.staging_snapshot_id,
+            attempt, prepared.branch, item.statement)
+        running = [RunningAttempt(actor, name, batch, attempt, datetime.now(timezone.utc))]
+        while not ray.wait([ref], timeout=LIVE_SECONDS)[0]:  # a live line while the MERGE runs
+            book.live(poll_progress(running))
+        outcome: PartitionOutcome = ray.get(ref)[0]
         book.record(outcome)
         if outcome.ok or not policy.should_retry(attempt, outcome.transient):
             return outcome.ok

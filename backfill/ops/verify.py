@@ -14,8 +14,9 @@ alone (the run saw the later row) and is reported as superseded, not as an error
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from pyiceberg.table.snapshots import Snapshot
 
 _MAX_LISTED = 50
+#: Seconds between two progress lines of a long verification.
+PROGRESS_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -312,9 +315,14 @@ def read_competing_rows(staging: Table, cfg: Config, ids: Sequence[str],
 
 def verify_backfill(cfg: Config, catalog: Catalog, backfill_ids: Sequence[str],
                     sample_accounts: Sequence[int] | None = None, as_of: int | None = None,
-                    ref: str = MAIN_BRANCH, planned: Collection[tuple[str, int, str]] = ()) -> VerifyReport:
+                    ref: str = MAIN_BRANCH, planned: Collection[tuple[str, int, str]] = (),
+                    progress: Callable[[str], None] | None = None) -> VerifyReport:
     """Check every commit of ``backfill_ids`` in the lineage of ``ref`` (or of snapshot
-    ``as_of``) against its parent, under the update and series rules."""
+    ``as_of``) against its parent, under the update and series rules.
+
+    ``progress`` gets a line at most every few seconds (partitions checked of all), so a
+    verification of many partitions is never silent for long.
+    """
     ids = tuple(sorted({check_backfill_id(b) for b in backfill_ids}))
     target = tables.load(catalog, cfg, "target")
     commits = backfill_commits(target, ids, ref, as_of)
@@ -325,11 +333,16 @@ def verify_backfill(cfg: Config, catalog: Catalog, backfill_ids: Sequence[str],
     rows = read_competing_rows(staging, cfg, sorted(commit_ids), sample_accounts)
     history = [hc.array_column for hc in cfg.tables.history_columns]
     tally = _Tally()
-    for commit in commits:
-        for partition in tagged_partitions(_props(commit)):
-            expected = expected_for(tagged_ids(_props(commit)), commit.timestamp_ms, partition, rows,
-                                    cfg.tables.window, history, planned)
-            tally.check(cfg, target, commit, partition, expected, sample_accounts)
+    todo = [(c, p) for c in commits for p in tagged_partitions(_props(c))]
+    t0 = last = time.monotonic()
+    for n, (commit, partition) in enumerate(todo, start=1):
+        expected = expected_for(tagged_ids(_props(commit)), commit.timestamp_ms, partition, rows,
+                                cfg.tables.window, history, planned)
+        tally.check(cfg, target, commit, partition, expected, sample_accounts)
+        if progress is not None and time.monotonic() - last >= PROGRESS_SECONDS and n < len(todo):
+            last = time.monotonic()
+            progress(f"verify: {n}/{len(todo)} partition check(s) of {len(commits)} commit(s), "
+                     f"{tally.rows} row(s), {len(tally.mismatches)} mismatch(es) so far, {last - t0:.0f} s")
     note = overlong_note(tally.overlong, cfg.tables.window, "in the checked rows")
     notes = [note] if note else []
     if tally.superseded:

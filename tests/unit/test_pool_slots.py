@@ -84,7 +84,7 @@ def _run_batches(monkeypatch, batches, answer, retries=3):
         return (batch, attempt)
 
     pool = PartitionPool(lambda n: (f"a{n}", f"actor-{n}"), submit, 1, RetryPolicy(retries, 0.0),
-                         seen.append)
+                         seen.extend)
     return pool.run(batches), submitted, seen
 
 
