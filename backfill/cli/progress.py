@@ -25,9 +25,10 @@ class TerminalReporter:
         self._live = ""
 
     def line(self, text: str) -> None:
-        self._clear()
+        # the live line is not redrawn under an event: what it showed may be over (the event
+        # may be that MERGE's commit); the next poll, seconds away, draws the current state
+        self.end()
         print(self._indent + text, file=self._stream, flush=True)
-        self._draw()
 
     def end(self) -> None:
         """The run is over: the live line goes, so what is printed next starts on a clean line."""

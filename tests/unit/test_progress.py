@@ -10,7 +10,7 @@ from backfill.cli.progress import TerminalReporter, reporter_for
 from backfill.core.plan import MergeBatch, PartitionTask
 from backfill.core.results import RunningMerge, SparkProgress
 from backfill.ops import progress as progress_mod
-from backfill.ops.progress import EtaClock, LineReporter, LiveStatus, as_reporter
+from backfill.ops.progress import EtaClock, LineReporter, LiveStatus, as_reporter, end_live
 
 
 class _Clock:
@@ -68,12 +68,27 @@ def test_live_text_names_each_merge_and_what_it_read():
 
 def test_terminal_reporter_redraws_one_bar_line_under_the_events():
     stream = io.StringIO()
-    rep = TerminalReporter(stream)
+    rep = TerminalReporter(stream, indent="  ")
     rep.live(LiveStatus(6, 12, (), 10.0, 10.0))
     rep.line("[7/12] 2024-05 committed")
     text = stream.getvalue()
-    assert text.startswith("\r\033[K[##########----------] [6/12] elapsed 10 s, ETA 10 s")
-    assert "\r\033[K[7/12] 2024-05 committed\n[##########" in text
+    assert text.startswith("\r\033[K  [##########----------] [6/12] elapsed 10 s, ETA 10 s")
+    # the event replaces the bar, which is not redrawn stale: the next poll draws it anew
+    assert text.endswith("\r\033[K  [7/12] 2024-05 committed\n")
+    rep.live(LiveStatus(7, 12, (), 12.0, 8.0))
+    assert stream.getvalue().endswith("[############--------] [7/12] elapsed 12 s, ETA 8 s")
+    rep.end()
+    assert stream.getvalue().endswith("\r\033[K")
+    rep.end()  # nothing live: nothing more is written
+    assert stream.getvalue().endswith("ETA 8 s\r\033[K")
+
+
+def test_end_live_is_optional_for_a_callers_own_reporter():
+    class Mine:
+        def line(self, text: str) -> None: ...
+        def live(self, status: LiveStatus) -> None: ...
+
+    end_live(Mine())  # no end(): nothing happens, nothing raises
 
 
 def test_plain_output_when_not_a_terminal_and_callables_become_line_reporters():
