@@ -320,7 +320,10 @@ class PartitionWorker:
         if entries and len(entries) <= LITERAL_SOURCE_MAX_ENTRIES:
             return entries_source_sql(self.cfg, batch.partitions, entries), accounts
         self._refresh(self._staging)
-        return staging_source_sql(self.cfg, batch.partitions, backfill_ids, staging_snapshot_id), accounts
+        # narrowed to the batch's months: pending rows of months the request left out
+        # (--backfill-month) are not the run's and must not be written
+        months = sorted({e.month for e in entries})
+        return staging_source_sql(self.cfg, batch.partitions, backfill_ids, staging_snapshot_id, months), accounts
 
     def mark_staging(self, backfill_ids: Sequence[str], months: Sequence[str],
                      staging_snapshot_id: int | None, status: str, error: str | None = None) -> None:

@@ -96,8 +96,10 @@ def _merge_items(prepared: PreparedRun) -> list[ScriptItem]:
         if task.partition in prepared.already_committed:
             continue
         # the series rule changed what the run writes: its entries, not staging, are the source
+        # the staging source is narrowed to the task's months: pending rows of other months
+        # (left out by --backfill-month) are not the run's and must not be written
         source = (entries_source_sql(cfg, task.partition, task.entries) if series_changed
-                  else staging_source_sql(cfg, task.partition, ids, snap))
+                  else staging_source_sql(cfg, task.partition, ids, snap, months=task.months))
         note = (f"partition {task.partition}: {len(task.entries)} entries, {task.accounts} accounts, "
                 f"months {task.first_month}..{task.months[-1]}")
         items.append(ScriptItem(note, merge_sql(cfg, task.partition, source, branch=prepared.branch),

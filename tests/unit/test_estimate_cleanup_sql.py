@@ -269,6 +269,15 @@ def test_script_publishes_a_branch_even_when_every_partition_is_already_committe
     assert steps == [Step.BRANCH, Step.PUBLISH, Step.DROP_BRANCH, Step.STAGING]
 
 
+def test_staging_source_reads_only_the_months_of_the_task():
+    # pending rows of months the request left out (--backfill-month) are not the run's
+    cfg = _cfg(window=3)
+    stmts = build_statements(_prepared(cfg, [E(1, "2023-02"), E(2, "2023-03")], PARTS))
+    merge_04, merge_03, merge_02 = stmts[:3]
+    assert "s.`backfill_month` IN ('2023-02', '2023-03')" in merge_04
+    assert "s.`backfill_month` IN ('2023-02')" in merge_02
+
+
 def test_a_hostile_branch_name_never_reaches_sql():
     prepared = _branched(_prepared(_cfg(), [E(1, "2023-02")], PARTS), "x'); DROP TABLE t; --")
     with pytest.raises(ConfigError, match="branch"):
