@@ -102,7 +102,7 @@ def with_replays(prepared: PreparedRun, catalog: Catalog, report: Reporter,
         if replay == MAX_REPLAYS:
             raise RunFailed(f"main kept moving before the run could publish ({MAX_REPLAYS + 1} rounds); "
                             f"nothing of {', '.join(prepared.backfill_ids)} is on main. Rerun to try again")
-        prepared = replan(prepared, catalog, report)
+        prepared = _replan(prepared, catalog, report)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -175,7 +175,7 @@ def verify_and_publish(prepared: PreparedRun, catalog: Catalog, report: Reporter
     return ending
 
 
-def replan(prepared: PreparedRun, catalog: Catalog, report: Reporter) -> PreparedRun:
+def _replan(prepared: PreparedRun, catalog: Catalog, report: Reporter) -> PreparedRun:
     """A new plan on the new main, under a new run id; the old branch is dropped (the
     checkpoint records of its commits were dropped when the round ended)."""
     if prepared.branch is not None:

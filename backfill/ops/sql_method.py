@@ -64,28 +64,27 @@ def _run_once(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog:
     book = RunBook(prepared, AuditWriter(tables.load(catalog, cfg, "audit"), cfg.run.retry_policy),
                    None, report, resolved_catalog.secrets())
     to_run = book.start()
-    ending = RunEnding()
     report.line(f"method sql: {len(items)} statement(s) in one Spark session (RayDP, about 15 s to start)")
+    # the script puts its writes (branch, MERGEs) first; verify and publish come between
+    # them and the rest (publish and drop, done by verify_and_publish, then staging)
+    writes = [item for item in items if item.step in (Step.BRANCH, Step.MERGE)]
     name = f"backfill-sql-{prepared.run_id}"
     with one_session(cfg, resolved_catalog, name) as actor:
-        for i, item in enumerate(items, start=1):
+        for i, item in enumerate(writes, start=1):
             where = f"[statement {i}/{len(items)}] {item.note}"
-            if item.step == Step.MERGE:
-                if not _merge(actor, name, prepared, item, book):
-                    return book.result(to_run, ending, stopped=False)
-            elif item.step == Step.PUBLISH:
-                ending = verify_and_publish(prepared, catalog, report, verify)
-                if ending.published == PublishState.MAIN_MOVED or ending.verified is False:
-                    return book.result(to_run, ending, stopped=False)
-            elif item.step == Step.STAGING and ending.verified is None and verify:  # --no-wap: no publish step
-                ending = verify_and_publish(prepared, catalog, report, verify)
-                if ending.verified is False:
-                    return book.result(to_run, ending, stopped=False)
-            if item.step in (Step.BRANCH, Step.STAGING):
+            if item.step == Step.BRANCH:
                 _statement(actor, item, where)
-            report.line(where if item.step != Step.MERGE else f"{where}: done")
-    if verify and ending.verified is None:  # nothing reached staging (every entry superseded)
+            elif not _merge(actor, name, prepared, item, book):
+                return book.result(to_run, RunEnding(), stopped=False)
+            report.line(where if item.step == Step.BRANCH else f"{where}: done")
         ending = verify_and_publish(prepared, catalog, report, verify)
+        if ending.published == PublishState.MAIN_MOVED or ending.verified is False:
+            return book.result(to_run, ending, stopped=False)
+        for i, item in enumerate(items[len(writes):], start=len(writes) + 1):
+            where = f"[statement {i}/{len(items)}] {item.note}"
+            if item.step == Step.STAGING:
+                _statement(actor, item, where)
+            report.line(where)
     return book.result(to_run, _counted(prepared, ending), stopped=False)
 
 
