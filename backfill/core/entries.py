@@ -24,9 +24,10 @@ VALUE_SCALE = 2
 
 _MAX_REPORTED = 20
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+_VALUE_LIMIT = Decimal(10) ** (VALUE_PRECISION - VALUE_SCALE)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Entry:
     """One pending staged value set: account ``acct`` had ``values`` in ``month``.
 
@@ -42,6 +43,16 @@ class Entry:
     def month_index(self) -> int:
         return parse_month(self.month)
 
+    def sort_key(self) -> tuple[str, int, str]:
+        """The order entries are kept and hashed in; unique within a run (one entry per
+        id, account and month), so the values never need comparing."""
+        return (self.month, self.acct, self.backfill_id)
+
+    def fingerprint(self) -> bytes:
+        """This entry's line in :func:`digest`."""
+        return repr((self.backfill_id, self.acct, self.month,
+                     tuple(None if v is None else str(v) for v in self.values))).encode() + b"\n"
+
 
 def _describe_row(row: Mapping[str, object]) -> str:
     return (f"row (backfill_id={row.get('backfill_id')!r}, acct={row.get('acct')!r}, "
@@ -56,6 +67,8 @@ def _parse_value(value: object) -> tuple[Decimal | None, str | None]:
     """
     if value is None:
         return None, None
+    if type(value) is Decimal and _fits(value):  # what a DECIMAL(18,2) column reads back as
+        return value, None
     if isinstance(value, bool) or not isinstance(value, (Decimal, int, str)):
         return None, f"value {value!r} is not a decimal"
     try:
@@ -67,9 +80,15 @@ def _parse_value(value: object) -> tuple[Decimal | None, str | None]:
     exp = d.as_tuple().exponent
     if isinstance(exp, int) and exp < -VALUE_SCALE:
         return None, f"value {value} has more than {VALUE_SCALE} decimal places"
-    if abs(d) >= Decimal(10) ** (VALUE_PRECISION - VALUE_SCALE):
+    if abs(d) >= _VALUE_LIMIT:
         return None, f"value {value} does not fit DECIMAL({VALUE_PRECISION},{VALUE_SCALE})"
     return d, None
+
+
+def _fits(d: Decimal) -> bool:
+    """A finite decimal with at most two places that fits DECIMAL(18,2)."""
+    exp = d.as_tuple().exponent
+    return isinstance(exp, int) and exp >= -VALUE_SCALE and -_VALUE_LIMIT < d < _VALUE_LIMIT
 
 
 def _row_key(row: Mapping[str, object]) -> tuple[str, int, str]:
@@ -157,7 +176,7 @@ def validate_rows(rows: Iterable[Mapping[str, object]], value_columns: Sequence[
         entries.append(entry)
     if problems:
         raise _invalid_rows(problems)
-    entries.sort()
+    entries.sort(key=Entry.sort_key)
     return entries
 
 
@@ -167,11 +186,18 @@ def digest(entries: Iterable[Entry]) -> str:
     Stored in each partition commit's snapshot summary: a resume that finds a commit
     with the same partition and digest knows that exact work is already in the table.
     """
+    return digest_of_blocks([b"".join(e.fingerprint() for e in sorted(entries, key=Entry.sort_key))])
+
+
+def digest_of_blocks(blocks: Iterable[bytes]) -> str:
+    """:func:`digest` of entries whose fingerprints are joined in ``blocks``, in sort order.
+
+    Why blocks: a planner hashes each month's entries once and every partition in their
+    window reuses the block, instead of re-formatting each entry once per partition.
+    """
     h = hashlib.sha256()
-    for e in sorted(entries):
-        h.update(repr((e.backfill_id, e.acct, e.month,
-                       tuple(None if v is None else str(v) for v in e.values))).encode())
-        h.update(b"\n")
+    for block in blocks:
+        h.update(block)
     return h.hexdigest()[:32]
 
 

@@ -6,7 +6,7 @@ the MERGEs themselves need Spark.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -145,12 +145,26 @@ def partitions(table: Table, month_column: str) -> list[str]:
 
 @dataclass(frozen=True)
 class StagingRead:
-    """Pending staging rows of a run, read from one pinned snapshot."""
+    """Pending staging rows of a run, read from one pinned snapshot.
+
+    Kept as Arrow, not as a list of dicts: a million staged rows as Python dicts take
+    gigabytes on the driver, while validation needs them one at a time.
+    """
 
     snapshot_id: int | None
-    rows: list[dict[str, Any]]
+    table: pa.Table | None
 
+    @property
+    def count(self) -> int:
+        return 0 if self.table is None else self.table.num_rows
 
+    def iter_rows(self) -> Iterator[dict[str, Any]]:
+        """The rows one at a time, column lists converted once (no per-row Arrow access)."""
+        if self.table is None:
+            return
+        names = self.table.column_names
+        for values in zip(*(self.table.column(n).to_pylist() for n in names), strict=True):
+            yield dict(zip(names, values, strict=True))
 
 
 def read_pending(table: Table, backfill_ids: Sequence[str], month: MonthFilter = None) -> StagingRead:
@@ -159,10 +173,9 @@ def read_pending(table: Table, backfill_ids: Sequence[str], month: MonthFilter =
 
     snap = table.current_snapshot()
     if snap is None:
-        return StagingRead(None, [])
+        return StagingRead(None, None)
     flt: BooleanExpression = And(_ids_filter(backfill_ids, month), equal("status", StagingStatus.PENDING.value))
-    arrow = table.scan(row_filter=flt, snapshot_id=snap.snapshot_id).to_arrow()
-    return StagingRead(snap.snapshot_id, arrow.to_pylist())
+    return StagingRead(snap.snapshot_id, table.scan(row_filter=flt, snapshot_id=snap.snapshot_id).to_arrow())
 
 
 def _ids_filter(backfill_ids: Sequence[str], month: MonthFilter) -> BooleanExpression:
@@ -199,16 +212,32 @@ def pending_keys(table: Table, backfill_ids: Sequence[str], months: Iterable[str
     return {(r["backfill_id"], r["acct"], r["backfill_month"]) for r in scan.to_arrow().to_pylist()}
 
 
-def read_competing(table: Table, months: Iterable[str], snapshot_id: int | None) -> list[dict[str, Any]]:
-    """Every staging row of ``months`` at ``snapshot_id`` that competes for cells under the
-    series rule (pending, applied or superseded; any backfill id)."""
+def read_competing(table: Table, months: Iterable[str], snapshot_id: int | None, accounts: Iterable[int],
+                   exclude: pa.Table | None = None) -> list[dict[str, Any]]:
+    """Every staging row of ``months`` and ``accounts`` at ``snapshot_id`` that competes for
+    cells under the series rule (pending, applied or superseded; any backfill id), minus
+    the rows whose ``(backfill_id, acct, backfill_month, status)`` are in ``exclude``
+    (the run's own rows).
+
+    Accounts and the exclusion are applied in Arrow after the scan: an IN list of a million
+    accounts in the scan's filter is bound against every manifest entry, and the run's own
+    rows would otherwise come back as a second copy of the whole input.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
     from pyiceberg.expressions import And
 
     wanted = set(months)
     if snapshot_id is None or not wanted:
         return []
     flt = And(one_of("backfill_month", wanted), one_of("status", {s.value for s in COMPETING}))
-    return table.scan(row_filter=flt, snapshot_id=snapshot_id).to_arrow().to_pylist()
+    data = table.scan(row_filter=flt, snapshot_id=snapshot_id).to_arrow()
+    wanted_accounts = pa.array(sorted(set(accounts)), data.schema.field("acct").type)
+    data = data.filter(pc.is_in(data["acct"], value_set=wanted_accounts))
+    if exclude is not None and data.num_rows:
+        keys = ["backfill_id", "acct", "backfill_month", "status"]
+        data = data.join(exclude.select(keys), keys=keys, join_type="left anti")
+    return data.to_pylist()
 
 
 def lineage(table: Table, ref: str = MAIN_BRANCH) -> list[Snapshot]:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from backfill.config import Config
 from backfill.core.commit_tags import run_branch
-from backfill.core.entries import Entry, lenient_values, validate_rows
+from backfill.core.entries import Entry, lenient_values
 from backfill.core.identifiers import check_backfill_id
 from backfill.core.months import is_month
 from backfill.core.plan import PartitionTask, Plan, plan_run
@@ -26,6 +27,7 @@ from backfill.core.states import StagingStatus
 from backfill.errors import ConfigError, InputError
 from backfill.iceberg import tables
 from backfill.iceberg.array_lengths import find_overlong, overlong_note
+from backfill.iceberg.staged_entries import read_entries
 from backfill.iceberg.tables import MonthFilter
 from backfill.prepared import PreparedRun, RunRequest
 
@@ -76,12 +78,12 @@ def prepare(cfg: Config, catalog: Catalog, backfill_ids: Sequence[str], backfill
     staging = tables.load(catalog, cfg, "staging")
     tables.load(catalog, cfg, "audit")
     read = tables.read_pending(staging, ids, backfill_month)
-    if not read.rows:
+    if not read.count:
         month_note = _month_note(backfill_month)
         raise InputError(f"backfill id(s) {', '.join(ids)} have no pending rows in "
                          f"{tables.display_name(cfg, 'staging')}{month_note}; nothing to do")
     value_columns = [hc.value_column for hc in cfg.tables.history_columns]
-    entries = validate_rows(read.rows, value_columns)
+    entries = read_entries(read, value_columns)
     if isinstance(backfill_month, Mapping):
         _check_per_id_marks(staging, read.snapshot_id, ids, entries)
     resolution = resolve_series(staging, read, entries, value_columns)
@@ -111,17 +113,32 @@ def resolve_series(staging: Table, read: tables.StagingRead, entries: Sequence[E
     so the verdict and the entries agree; rows staged after it are settled by their own
     run, which sees this run's rows as earlier ones.
     """
-    created = {(r["backfill_id"], r["acct"], r["backfill_month"]): r.get("created_at") for r in read.rows}
-    run = [as_staged(e, created.get((e.backfill_id, e.acct, e.month))) for e in entries]
-    own = {r.key for r in run}
-    accounts = {e.acct for e in entries}
-    others = []
-    for r in tables.read_competing(staging, {e.month for e in entries}, read.snapshot_id):
-        row = Staged(r["backfill_id"], r["acct"], r["backfill_month"], r.get("created_at"),
+    others = [Staged(r["backfill_id"], r["acct"], r["backfill_month"], r.get("created_at"),
                      StagingStatus(r["status"]), lenient_values(r, value_columns))
-        if row.acct in accounts and not (row.status == StagingStatus.PENDING and row.key in own):
-            others.append(row)
-    return resolve(run, others)
+              for r in tables.read_competing(staging, {e.month for e in entries}, read.snapshot_id,
+                                             {e.acct for e in entries}, exclude=read.table)]
+    claims = Counter((e.acct, e.month) for e in entries)
+    claims.update((r.acct, r.month) for r in others)
+    contested = [e for e in entries if claims[(e.acct, e.month)] > 1]
+    if not contested:  # the rule settles cells two rows claim; alone, an entry keeps every cell
+        return Resolution(tuple(entries), (), ())
+    created = _created_at(read, {(e.backfill_id, e.acct, e.month) for e in contested})
+    res = resolve([as_staged(e, created.get((e.backfill_id, e.acct, e.month))) for e in contested], others)
+    alone = [e for e in entries if claims[(e.acct, e.month)] == 1]
+    return dataclasses.replace(res, entries=tuple(sorted((*alone, *res.entries), key=Entry.sort_key)))
+
+
+def _created_at(read: tables.StagingRead, keys: set[tuple[str, int, str]]) -> dict[tuple[str, int, str], datetime]:
+    """``created_at`` of the read's rows with ``keys`` (timestamps are slow to convert: only these)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if read.table is None:
+        return {}
+    accounts = pa.array(sorted({a for _, a, _ in keys}), read.table.schema.field("acct").type)
+    rows = read.table.filter(pc.is_in(read.table.column("acct"), value_set=accounts))
+    cols = (rows.column(c).to_pylist() for c in ("backfill_id", "acct", "backfill_month", "created_at"))
+    return {(b, a, m): at for b, a, m, at in zip(*cols, strict=True) if (b, a, m) in keys}
 
 
 def _log_superseded(resolution: Resolution) -> None:

@@ -63,7 +63,7 @@ def setup_tables(catalog: Catalog, cfg: Config, sample: SampleSpec | None = None
             n_target = len(rows)
         else:
             log.info("target already has data: sample history rows not written again")
-        existing_ids = tables.read_pending(staging, [sample.backfill_id]).rows
+        existing_ids = tables.read_pending(staging, [sample.backfill_id]).count
         if not existing_ids:
             now = datetime.now(timezone.utc)
             srows = staging_rows(cfg, sample)

@@ -305,12 +305,9 @@ def read_competing_rows(staging: Table, cfg: Config, ids: Sequence[str],
     mine = staging.scan(row_filter=one_of("backfill_id", set(ids)), snapshot_id=snap.snapshot_id,
                         selected_fields=("acct", "backfill_month")).to_arrow().to_pylist()
     accounts = set(sample_accounts) if sample_accounts else {r["acct"] for r in mine}
-    out = []
-    for r in tables.read_competing(staging, {r["backfill_month"] for r in mine}, snap.snapshot_id):
-        if r["acct"] in accounts:
-            out.append(Staged(r["backfill_id"], r["acct"], r["backfill_month"], r.get("created_at"),
-                              StagingStatus(r["status"]), lenient_values(r, value_cols)))
-    return out
+    return [Staged(r["backfill_id"], r["acct"], r["backfill_month"], r.get("created_at"),
+                   StagingStatus(r["status"]), lenient_values(r, value_cols))
+            for r in tables.read_competing(staging, {r["backfill_month"] for r in mine}, snap.snapshot_id, accounts)]
 
 
 def verify_backfill(cfg: Config, catalog: Catalog, backfill_ids: Sequence[str],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -31,14 +32,14 @@ from tests.integration.helpers import diff_tables, make_config, pyiceberg_catalo
 from tests.integration.runner_env import driver_process, write_toml
 from tests.integration.test_series import newest_wins
 
-pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 SEED = int(os.environ.get("BACKFILL_SERIES_SEED", "20261202"))
 IDS = ("S1", "S2", "S3")
 FIRST, MONTHS = "2023-01", 8
 STAGED_MONTHS = (FIRST, add_months(FIRST, 2))
 MAX_DRIVER_RUNS = 12
-DRIVER_TIMEOUT = 900
+DRIVER_TIMEOUT = 420
 
 
 def _stage_series(catalog, cfg, rng: random.Random, accounts: list[int]) -> None:
@@ -107,7 +108,22 @@ def _wait(proc, timeout: float) -> int:
 
 
 def _drive(rng: random.Random, toml, address, tmp_path) -> tuple[int, int]:
-    """Run every id to the end: one or two drivers at a time, some killed then resumed."""
+    """Run every id to the end: one or two drivers at a time, some killed then resumed.
+
+    Every driver started is killed when the test stops for any reason: one left running
+    would keep committing to the session's catalog under the tests that follow.
+    """
+    started: list[subprocess.Popen] = []
+    try:
+        return _drive_all(rng, toml, address, tmp_path, started)
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+
+
+def _drive_all(rng: random.Random, toml, address, tmp_path, started: list[subprocess.Popen]) -> tuple[int, int]:
     pending, runs, kills = list(rng.sample(IDS, len(IDS))), 0, 0
     while pending:
         assert runs < MAX_DRIVER_RUNS, f"{runs} driver runs and still pending: {pending}"
@@ -118,6 +134,7 @@ def _drive(rng: random.Random, toml, address, tmp_path) -> tuple[int, int]:
             runs += 1
             log = tmp_path / f"driver-{runs}-{bid}.log"
             proc = driver_process(["backfill", "--config", str(toml), "--backfill-id", bid], address, log)
+            started.append(proc)
             kill_after = rng.uniform(12, 45) if rng.random() < 0.5 and kills < 3 else None
             procs.append((bid, proc, log, kill_after, time.monotonic()))
             _say(tmp_path, f"run {runs}: {bid}" + (f", kill after {kill_after:.0f} s" if kill_after else ""))

@@ -73,7 +73,7 @@ def test_csv_is_staged_in_one_commit_and_reads_back_exactly(env, tmp_path, capsy
     assert snap.summary.additional_properties[KEY_STAGED_ID] == "bf-csv"
     # the run reads these rows as they are and accepts them
     read = tables.read_pending(staging, ["bf-csv"])
-    assert len(validate_rows(read.rows, [hc.value_column for hc in cfg.tables.history_columns])) == 3
+    assert len(validate_rows(read.iter_rows(), [hc.value_column for hc in cfg.tables.history_columns])) == 3
 
 
 def test_parquet_is_staged(env, tmp_path, capsys):

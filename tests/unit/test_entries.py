@@ -55,3 +55,12 @@ def test_digest_is_order_independent_and_content_sensitive():
     b = validate_rows([row(2), row(1)], COLS)
     c = validate_rows([row(1), row(2, balance=Decimal("2.00"))], COLS)
     assert digest(a) == digest(b) != digest(c)
+
+
+def test_an_entry_survives_pickling_as_ray_sends_it():
+    import pickle
+
+    from backfill.core.entries import Entry
+
+    entry = Entry("2024-01", 5, "bf", (Decimal("1.00"), None))
+    assert pickle.loads(pickle.dumps(entry)) == entry

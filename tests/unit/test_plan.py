@@ -120,3 +120,31 @@ def test_resume_from_keeps_the_skipped_tasks_with_their_digests():
     full = {t.partition: t for t in plan_run([e(1, "2024-01"), e(2, "2024-02")], PARTS, window=6).tasks}
     assert all(t.digest == full[t.partition].digest for t in plan.skipped_tasks)
     assert not {t.partition for t in plan.tasks} & set(plan.skipped_by_resume)
+
+
+def test_a_partition_digest_is_the_one_earlier_releases_wrote():
+    """Resume and replay match commits by digest: the planner's per-month hashing must give
+    exactly the digest of the previous (per-entry) formula, pinned here from it."""
+    es = [Entry("2023-02", 7, "bf-b", (Decimal("1.50"), None)), Entry("2023-01", 9, "bf-a", (None, Decimal("-2.00"))),
+          Entry("2023-01", 7, "bf-a", (Decimal("0.10"), Decimal("3.00")))]
+    plan = plan_run(es, ["2023-01", "2023-02"], window=36)
+    assert {t.partition: t.digest for t in plan.tasks} == {
+        "2023-02": "271ecd58aabae646ef443223f2d2a0c5", "2023-01": "b8477863bbd20cbb18e355d967ef12b2"}
+
+
+def test_tasks_hold_their_window_entries_in_sort_order_with_matching_digests():
+    import random
+
+    from backfill.core.entries import digest
+
+    rng = random.Random(3)
+    months = month_range("2021-06", "2024-12")
+    es = list({(a, m): Entry(m, a, rng.choice(["x", "y"]), (Decimal(rng.randint(0, 9)), None))
+               for a, m in ((rng.randint(1, 50), rng.choice(months)) for _ in range(400))}.values())
+    plan = plan_run(es, PARTS, window=12)
+    for t in plan.tasks:
+        want = sorted((x for x in es if 0 <= months.index(t.partition) - months.index(x.month) < 12),
+                      key=Entry.sort_key)
+        assert list(t.entries) == want and t.digest == digest(want)
+    assert list(plan.entries) == sorted(es, key=Entry.sort_key)
+    assert not plan.rejected

@@ -1,0 +1,106 @@
+"""Driver scaling: ``backfill --dry-run`` (validation and planning) of a large staged input.
+
+    pip install -e ".[bench]"                       # sqlalchemy, for pyiceberg's SQL catalog
+    python -m bench.driver_scale                    # 100,000 accounts x 12 months = 1.2M entries
+    python -m bench.driver_scale --accounts 1000000 # 12M entries
+    python -m bench.driver_scale --columns 2        # only 2 of the 20 value columns filled
+
+What the user waits for is timed: the whole ``iceberg-backfill backfill --dry-run`` command
+as its own process, with its peak resident memory (``ru_maxrss`` of the child). The tables
+live in a pyiceberg SQL catalog (SQLite) on local disk, because validation and planning
+run on the driver through pyiceberg only; no JVM is started. The target is the benchmark's
+default size (20,000 accounts x 24 months) with the 20 seed history columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+
+from backfill.config import load_config
+from backfill.iceberg import tables
+from backfill.iceberg.schema import staging_schema
+from backfill.ops.sample_data import SampleSpec
+from backfill.ops.setup import setup_tables
+from cluster.catalog import load_pyiceberg_catalog, resolve_catalog
+
+CONFIG = """
+[tables]
+target_table = "db.accounts_history"
+staging_table = "db.backfill_staging"
+audit_table = "db.backfill_audit"
+[catalog]
+name = "scale"
+type = "sql"
+warehouse = "file://{root}/warehouse"
+properties = {{ uri = "sqlite:///{root}/catalog.db", warehouse = "file://{root}/warehouse" }}
+"""
+
+
+def _stage(cfg, catalog, accounts: int, months: list[str], filled: int) -> int:
+    """Stage ``accounts`` x ``months`` entries in one append, ``filled`` value columns set."""
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+    rng = random.Random(1)
+    schema = schema_to_pyarrow(staging_schema(cfg), include_field_ids=False)
+    accts = [100_000 + i * 7_919 for i in range(accounts)]
+    n = accounts * len(months)
+    cols: dict[str, pa.Array] = {
+        "backfill_id": pa.array(["big"] * n), "acct": pa.array([a for a in accts for _ in months], pa.int64()),
+        "backfill_month": pa.array(months * accounts), "status": pa.array(["pending"] * n),
+        "created_at": pa.array([datetime.now(timezone.utc)] * n, pa.timestamp("us", tz="UTC"))}
+    values = [hc.value_column for hc in cfg.tables.history_columns]
+    for f in schema:
+        if f.name not in cols:
+            cols[f.name] = (pa.array([Decimal(rng.randint(1, 99_999)).scaleb(-2) for _ in range(n)], f.type)
+                            if f.name in values[:filled] else pa.nulls(n, f.type))
+    tables.load(catalog, cfg, "staging").append(pa.table([cols[f.name].cast(f.type) for f in schema], schema=schema))
+    return n
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--accounts", type=int, default=100_000, help="staged accounts (x 12 months)")
+    p.add_argument("--columns", type=int, default=20, help="value columns filled per staged row")
+    p.add_argument("--out", type=Path, help="write the figures as JSON here")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="driver-scale-") as tmp:
+        root = Path(tmp)
+        (root / "warehouse").mkdir()
+        (root / "backfill.toml").write_text(CONFIG.format(root=root))
+        cfg = load_config(root / "backfill.toml")
+        catalog = load_pyiceberg_catalog(resolve_catalog(cfg.catalog))
+        catalog.create_namespace("db")
+        print("writing the default-size target (20,000 accounts x 24 months) ...", flush=True)
+        setup_tables(catalog, cfg, SampleSpec(accounts=20_000, months=24, first_month="2022-01",
+                                              staged_accounts=0, backfill_id="unused"))
+        n = _stage(cfg, catalog, args.accounts, [f"2023-{m:02d}" for m in range(1, 13)], args.columns)
+        print(f"staged {n:,} entries ({args.columns} value columns filled); timing the dry run ...", flush=True)
+        t0 = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "backfill", "backfill", "--config", str(root / "backfill.toml"),
+                               "--backfill-id", "big", "--dry-run"], capture_output=True, text=True)
+        wall = time.monotonic() - t0
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    result = {"entries": n, "filled_columns": args.columns, "exit_code": proc.returncode,
+              "wall_seconds": round(wall, 1), "peak_rss_mb": round(peak_mb)}
+    print(json.dumps(result))
+    if proc.returncode != 0:
+        print(proc.stdout[-2000:], proc.stderr[-2000:], sep="\n")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return proc.returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
