@@ -42,6 +42,7 @@ def test_tiny_benchmark_verifies_every_strategy_and_writes_results(tmp_path):
     assert "strategy" in proc.stdout and "wall s" in proc.stdout
 
 
+@pytest.mark.soak
 def test_tiny_benchmark_runs_a_variant_by_name_on_a_relaid_table(tmp_path):
     """A variant run by name (not in the default set): the account-sorted table with small
     row groups and a bloom filter is rewritten before timing and still verified cell by cell."""

@@ -48,7 +48,7 @@ from cluster.metastore import EmbeddedMetastore
 from tests.integration.helpers import diff_tables, make_config, model_entries, pyiceberg_catalog, read_rows, read_target
 from tests.integration.runner_env import commits_per_partition, driver_process, table_uuid, write_toml
 
-pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.slow, pytest.mark.soak, pytest.mark.timeout(1500)]
 
 SEED = int(os.environ.get("BACKFILL_CHAOS_SEED", "20261130"))
 ROUNDS = int(os.environ.get("BACKFILL_CHAOS_ROUNDS", "2"))

@@ -13,7 +13,7 @@ import pytest
 from tests.integration.helpers import diff_tables, make_config, pyiceberg_catalog, read_target
 from tests.integration.runner_env import ROOT, expected_table, stage_wide_backfill, write_toml
 
-pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.slow]
+pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.slow, pytest.mark.soak]
 
 
 def test_partition_actors_spread_over_nodes(catalog_service, tmp_path):
