@@ -17,7 +17,6 @@ cell. Pure functions: tested without Spark.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -47,10 +46,6 @@ class Staged:
     @property
     def key(self) -> tuple[str, int, str]:
         return (self.backfill_id, self.acct, self.month)
-
-    def entry(self) -> Entry:
-        """The row as an entry with all its values."""
-        return Entry(month=self.month, acct=self.acct, backfill_id=self.backfill_id, values=self.values)
 
     def order(self) -> tuple[datetime, str, bool]:
         """Sort key: later wins. A NULL ``created_at`` (a row written by hand) sorts first."""
@@ -123,21 +118,12 @@ def _lost_to(row: Staged, won: Mapping[tuple[int, str, int], Staged]) -> tuple[s
 
 def resolve(run: Sequence[Staged], others: Sequence[Staged]) -> Resolution:
     """Apply the series rule to a run's rows (``run``) against every other competing row
-    staged for the same accounts and months (``others``, any id and status).
-
-    Only cells two rows claim need the rule; a run row alone on its (acct, month) wins
-    all its cells as they are, which keeps a million uncontested entries cheap.
-    """
-    claims = Counter((r.acct, r.month) for r in [*run, *others] if r.status in COMPETING)
-    contested = [r for r in [*run, *others] if claims[(r.acct, r.month)] > 1]
-    won = winners(contested)
+    staged for the same accounts and months (``others``, any id and status)."""
+    won = winners([*run, *others])
     entries: list[Entry] = []
     superseded: list[Superseded] = []
     masked = 0
     for row in run:
-        if claims[(row.acct, row.month)] == 1:
-            entries.append(row.entry())
-            continue
         lost = _lost_to(row, won)
         if lost is not None:
             superseded.append(Superseded(row.backfill_id, row.acct, row.month, lost))
@@ -149,7 +135,7 @@ def resolve(run: Sequence[Staged], others: Sequence[Staged]) -> Resolution:
     run_ids = {r.backfill_id for r in run}
     displaced = []
     for row in others:
-        if row.status != StagingStatus.APPLIED or claims[(row.acct, row.month)] == 1:
+        if row.status != StagingStatus.APPLIED:
             continue
         lost = _lost_to(row, won)
         if lost is not None and set(lost) & run_ids:
