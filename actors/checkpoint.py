@@ -5,12 +5,12 @@ cluster can go away, so "what is already done" must be durable *before* the next
 partition starts. A rerun of the same backfill ids then skips partitions whose exact
 work (same partition, same entries digest) is committed, and reports the rest.
 
-Keys: one record set per *run key*, ``run_key(backfill_ids, table_uuid)`` = the sorted,
-distinct ids joined by ',', then '@' and the target table's Iceberg UUID. The UUID is part
-of the key because the same backfill id may be applied to two tables of one warehouse (or
-to a table dropped and created again under the same name): a commit recorded for one must
-never count as done for the other. Inside a key, one :class:`PartitionCheckpoint` per
-target partition.
+Keys: one record set per *run key*, ``run_key(backfill_ids, table_uuid, table)`` = the
+sorted, distinct ids joined by ',', then '@' and the target table's Iceberg UUID, then '@'
+and its name. The same backfill id may be applied to two tables of one warehouse, to a
+table dropped and created again under the same name, or to a copy registered from another
+table's metadata (same UUID, other name): a commit recorded for one must never count as
+done for another. Inside a key, one :class:`PartitionCheckpoint` per target partition.
 
 Three implementations of one small interface (:class:`CheckpointStore`):
 
@@ -50,11 +50,32 @@ _FORMAT_VERSION = 1
 _MAX_ERROR_CHARS = 4000
 
 
-def run_key(backfill_ids: Iterable[str], table_uuid: object = None) -> str:
+def run_key(backfill_ids: Iterable[str], table_uuid: object = None, table: str | None = None) -> str:
     """The checkpoint key of a run: sorted distinct backfill ids joined by ',', '@' the
-    target's table UUID (omitted only by stores used without a table, in unit tests)."""
+    target's table UUID, '@' its name (both omitted only by stores used without a table,
+    in unit tests)."""
     ids = ",".join(sorted(set(backfill_ids)))
-    return f"{ids}@{table_uuid}" if table_uuid is not None else ids
+    key = f"{ids}@{table_uuid}" if table_uuid is not None else ids
+    return f"{key}@{table}" if table is not None else key
+
+
+def expired_commits(records: Mapping[str, PartitionCheckpoint], digests: Mapping[str, str],
+                    history: Mapping[int, datetime]) -> dict[str, int]:
+    """Partitions whose recorded commit (same digest) the table's snapshot history no longer
+    holds *because it expired*: partition -> snapshot id.
+
+    A commit missing from the history counts as done only if it is older than every
+    snapshot the table still has, the only way snapshot expiry (oldest first) removes one.
+    A commit younger than a retained snapshot was never this table's (a copy or a restore
+    from older metadata): its work is done again, which is idempotent, instead of being
+    taken as done, which would lose it. An empty history vouches for nothing.
+    """
+    if not history:
+        return {}
+    oldest = min(history.values())
+    return {p: r.snapshot_id for p, r in records.items()
+            if r.state == CheckpointState.COMMITTED and r.snapshot_id is not None
+            and digests.get(p) == r.digest and r.snapshot_id not in history and r.updated_at < oldest}
 
 
 def default_directory(warehouse: str | os.PathLike[str]) -> Path:

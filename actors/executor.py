@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from actors.checkpoint import PartitionCheckpoint, RayCheckpointStore, run_key
+from actors import runtime
+from actors.checkpoint import PartitionCheckpoint, RayCheckpointStore, expired_commits, run_key
+from actors.named import make_room
 from actors.partition_actor import start_worker
 from actors.pool import PartitionPool, RunningAttempt
+from actors.warm import WarmPool
 from backfill.core.plan import MergeBatch
 from backfill.core.results import PartitionOutcome, RunningMerge, SparkProgress
 from backfill.core.states import CheckpointState, StagingStatus
@@ -46,8 +49,9 @@ class RunExecutor:
         self._spark_conf = spark_conf
         self.store = RayCheckpointStore(cfg.checkpoint_directory(), namespace=cfg.run.checkpoint_namespace,
                                         policy=cfg.run.retry_policy)
-        self.key = run_key(prepared.backfill_ids, table_uuid)
+        self.key = run_key(prepared.backfill_ids, table_uuid, cfg.tables.target_table)
         self._pool: PartitionPool | None = None
+        self._warm: WarmPool | None = None
         self._on_live: Callable[[list[RunningMerge]], None] | None = None
         self._last_live = time.monotonic()
 
@@ -55,17 +59,16 @@ class RunExecutor:
         """The checkpoint records of this run's key, as an earlier driver left them."""
         return self.store.load(self.key)
 
-    def begin(self, snapshots_in_history: set[int]) -> dict[str, int]:
+    def begin(self, history: Mapping[int, datetime]) -> dict[str, int]:
         """Start the run in the checkpoint store; returns work the checkpoint alone knows.
 
-        The snapshot summaries are the truth about what is committed; the checkpoint only
-        speaks for commits whose snapshot has since been expired from the table's history.
+        ``history``: the target's snapshots (id -> commit time). The snapshot summaries are
+        the truth about what is committed; the checkpoint only speaks for commits whose
+        snapshot has since been expired from that history (:func:`expired_commits`).
         """
         plan = self.prepared.plan
         self.store.begin(self.key, self.prepared.run_id, [(t.partition, t.digest) for t in plan.tasks])
-        digests = {t.partition: t.digest for t in plan.tasks}
-        return {partition: snap for partition, (dig, snap) in self.store.committed(self.key).items()
-                if digests.get(partition) == dig and snap is not None and snap not in snapshots_in_history}
+        return expired_commits(self.store.load(self.key), {t.partition: t.digest for t in plan.tasks}, history)
 
     def forget(self) -> None:
         """Drop this run's checkpoint records (the run is planned again from scratch)."""
@@ -80,6 +83,16 @@ class RunExecutor:
         else:
             self.store.mark(self.key, outcome.partition, CheckpointState.FAILED, error=outcome.error,
                             run_id=run_id)
+
+    def open_sessions(self, wanted: int) -> int:
+        """With keep-warm on, lease up to ``wanted`` warm sessions of earlier runs; how many."""
+        cfg = self.prepared.cfg
+        if cfg.run.keep_warm_seconds <= 0:
+            return 0
+        if self._warm is None:
+            self._warm = WarmPool(cfg, self._spark_conf, self.prepared.run_id,
+                                  detached=runtime.cluster_address(cfg) is not None, wanted=wanted)
+        return self._warm.reused
 
     def run(self, batches: Sequence[MergeBatch], on_outcomes: Callable[[Sequence[PartitionOutcome]], None],
             should_stop: Callable[[], bool],
@@ -117,12 +130,21 @@ class RunExecutor:
             self._pool.call("set_status", list(rows), from_status.value, to_status.value)
 
     def shutdown(self) -> None:
-        """End every partition actor (the checkpoint actor stays: it outlives runs)."""
-        if self._pool is not None:
+        """End every partition actor, or give warm ones back for the next run (the
+        checkpoint actor stays: it outlives runs)."""
+        if self._warm is not None:
+            self._warm.release()
+        elif self._pool is not None:
             self._pool.shutdown()
 
     def _make_actor(self, n: int) -> tuple[Any, str]:
         cfg = self.prepared.cfg
+        if cfg.run.keep_warm_seconds > 0:
+            if self._warm is None:
+                self.open_sessions(0)
+            assert self._warm is not None
+            return self._warm.make_actor(n)
+        make_room(cfg.run.checkpoint_namespace, runtime.session_cpus(cfg))
         # named, so operators (and fault tests) can find a run's actors with `ray list actors`
         name = f"backfill-{self.prepared.run_id}-a{n}"
         # SPREAD: each actor holds a whole Spark session; spreading them over nodes spreads

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from tenacity import Retrying
 
 from actors import runtime
+from actors.lease import SessionLease
+from actors.named import make_room
 from backfill.config import Config
 from backfill.core.commit_tags import KEY_RUN, commit_properties, tagged_work
 from backfill.core.identifiers import quote_table
@@ -58,6 +61,9 @@ if TYPE_CHECKING:
     from cluster.catalog import ResolvedCatalog
 
 log = logging.getLogger(__name__)
+
+#: How often a warm worker checks whether it has been idle long enough to end.
+IDLE_CHECK_SECONDS = 2.0
 
 
 def _now() -> datetime:
@@ -103,19 +109,70 @@ class _Attempt:
 
 
 class PartitionWorker:
-    """Applies partitions with its own Spark session. Wrapped as a Ray actor by the driver."""
+    """Applies partitions with its own Spark session. Wrapped as a Ray actor by the driver.
 
-    def __init__(self, cfg: Config, catalog_spark_conf: Mapping[str, str], name: str) -> None:
+    A warm worker (``keep_warm_seconds`` > 0) outlives its run: the next run leases it
+    (:meth:`lease`) and binds its own configuration, and the worker ends itself once it
+    has been idle for ``keep_warm_seconds``. Only the Spark session is kept between runs;
+    what a run reads (tables, columns, window) comes with the lease.
+    """
+
+    def __init__(self, cfg: Config, catalog_spark_conf: Mapping[str, str], name: str,
+                 keep_warm_seconds: float = 0.0, lease_run: str | None = None) -> None:
         import ray  # heavy: only actor processes and drivers load it
 
-        self.cfg = cfg
         self.name = name
         jar = iceberg_runtime_jar(cfg.spark.iceberg_jar)
         self.spark = start_spark(name, spark_conf(catalog_spark_conf, cfg.spark, jar), cfg.spark)
         # host and Ray node id: several simulated nodes may share one host
         self.node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}"
+        self._bind(cfg)
+        self._lease = SessionLease(keep_warm_seconds, time.monotonic())
+        if lease_run is not None:
+            self._lease.take(lease_run, time.monotonic())
+        if keep_warm_seconds > 0:
+            threading.Thread(target=self._end_when_idle, name="keep-warm", daemon=True).start()
+
+    def _bind(self, cfg: Config) -> None:
+        self.cfg = cfg
         self._target = quote_table(cfg.table_parts("target"))
         self._staging = quote_table(cfg.table_parts("staging"))
+
+    # ------------------------------------------------------------------ warm sessions
+
+    def lease(self, run_id: str, cfg: Config | None) -> bool:
+        """Lease this warm worker to ``run_id``, bound to ``cfg`` (None: to end it); False
+        while another run holds it."""
+        if not self._lease.take(run_id, time.monotonic()):
+            return False
+        if cfg is not None:
+            self._bind(cfg)
+        return True
+
+    def renew(self, run_id: str) -> bool:
+        return self._lease.renew(run_id, time.monotonic())
+
+    def release(self, run_id: str) -> None:
+        self._lease.release(run_id, time.monotonic())
+
+    def describe(self) -> dict[str, Any]:
+        """What ``sessions`` shows: who holds the worker and how long it has been idle."""
+        now = time.monotonic()
+        return {"name": self.name, "pid": os.getpid(), "node": self.node, "holder": self._lease.holder(now),
+                "idle_seconds": self._lease.idle_seconds(now),
+                "keep_warm_seconds": self._lease.keep_warm_seconds}
+
+    def _end_when_idle(self) -> None:
+        """Stop the Spark session and end the actor once idle past the keep-warm time."""
+        import ray
+
+        while not self._lease.should_close(time.monotonic()):
+            time.sleep(IDLE_CHECK_SECONDS)
+        log.info("%s idle for %.0f s: ending its Spark session", self.name, self._lease.keep_warm_seconds)
+        try:
+            stop_spark()
+        finally:
+            ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     def _refresh(self, *names: str) -> None:
         """Other sessions commit to these tables: drop this session's cached metadata."""
@@ -203,6 +260,10 @@ class PartitionWorker:
         """
         att = _Attempt(attempt=attempt, started_at=_now(), actor=self.name, node=self.node, branch=branch,
                        statement=statement)
+        if self._lease.keep_warm_seconds > 0 and not self._lease.take(run_id, time.monotonic()):
+            lost = f"{self.name} is leased to another run now (this run's lease ran out)"
+            return [att.outcome(t, AttemptStatus.FAILED, error=lost, transient=True) for t in batch.tasks]
+        self._lease.begin_work()
         try:
             return self._apply(batch, backfill_ids, run_id, staging_snapshot_id, att)
         except Exception as exc:  # reported, classified by type and retried by the driver
@@ -210,6 +271,8 @@ class PartitionWorker:
             log.warning("%s", str(error)[:500])
             return [att.outcome(t, AttemptStatus.FAILED, error=str(error), transient=error.retryable)
                     for t in batch.tasks]
+        finally:
+            self._lease.end_work(time.monotonic())
 
     def _apply(self, batch: MergeBatch, backfill_ids: Sequence[str], run_id: str,
                staging_snapshot_id: int | None, att: _Attempt) -> list[PartitionOutcome]:
@@ -361,10 +424,12 @@ class PartitionWorker:
         stop_spark()
 
 
-def start_worker(cfg: Config, catalog_spark_conf: Mapping[str, str], name: str, /, **options: Any) -> Any:
+def start_worker(cfg: Config, catalog_spark_conf: Mapping[str, str], name: str, /, *worker_args: Any,
+                 **options: Any) -> Any:
     """A new :class:`PartitionWorker` actor created with Ray actor ``options``; its handle.
 
-    The worker's arguments are positional-only, so ``options`` may hold Ray's own ``name``.
+    The worker's arguments (``worker_args``: the keep-warm time and the first lease's run)
+    are positional-only, so ``options`` may hold Ray's own ``name``.
 
     The handle is typed Any on purpose: Ray's stubs type ``ActorClass.remote()`` as
     ``ActorHandle[T] | type[T]``, on which neither ``handle.method.remote()`` nor
@@ -372,7 +437,7 @@ def start_worker(cfg: Config, catalog_spark_conf: Mapping[str, str], name: str, 
     """
     import ray  # heavy: only actor processes and drivers load it
 
-    handle: Any = ray.remote(PartitionWorker).options(**options).remote(cfg, catalog_spark_conf, name)
+    handle: Any = ray.remote(PartitionWorker).options(**options).remote(cfg, catalog_spark_conf, name, *worker_args)
     return handle
 
 
@@ -383,6 +448,7 @@ def one_session(cfg: Config, resolved_catalog: ResolvedCatalog, name: str) -> It
 
     iceberg_runtime_jar(cfg.spark.iceberg_jar)  # fail fast, before the actor starts
     runtime.ensure_ray(cfg)
+    make_room(cfg.run.checkpoint_namespace, runtime.session_cpus(cfg))  # idle warm sessions may hold its CPUs
     # one thread more than the statement it runs: progress polls are answered meanwhile
     actor = start_worker(cfg, resolved_catalog.spark_conf(), name, num_cpus=cfg.run.actor_cpus, max_restarts=0,
                          max_concurrency=2)

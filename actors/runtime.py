@@ -9,16 +9,49 @@ executors'), however few cores the machine reports.
 from __future__ import annotations
 
 import os
+import re
+import socket
 
 from backfill.config import Config
+from backfill.errors import EnvironmentProblem
+
+#: Seconds to wait for a TCP answer from a Ray cluster's address before giving up.
+CONNECT_TIMEOUT_SECONDS = 5.0
+_HOST_PORT = re.compile(r"^(?:ray://)?\[?([A-Za-z0-9_.:-]+?)\]?:(\d{1,5})$")
+
+
+def session_cpus(cfg: Config) -> float:
+    """Ray CPUs one partition actor and its Spark session take (the actor, its executors, one spare)."""
+    s = cfg.spark
+    return cfg.run.actor_cpus + s.num_executors * s.executor_cores + 1
 
 
 def local_cpus(cfg: Config) -> int:
     """CPUs to give a local Ray instance: enough for every session the run may start."""
-    s = cfg.spark
-    per_session = cfg.run.actor_cpus + s.num_executors * s.executor_cores + 1
     sessions = -(-cfg.max_parallel // cfg.run.partitions_per_actor)
-    return max(os.cpu_count() or 2, int(sessions * per_session) + 1)
+    return max(os.cpu_count() or 2, int(sessions * session_cpus(cfg)) + 1)
+
+
+def cluster_address(cfg: Config) -> str | None:
+    """The Ray cluster a run connects to (None: it starts a local instance)."""
+    return cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
+
+
+def check_reachable(address: str) -> None:
+    """EnvironmentProblem unless something answers at ``address`` (``host:port``).
+
+    Ray itself retries an unreachable address for minutes before it fails with a bare
+    ConnectionError; "auto" and other forms Ray resolves itself are left to it.
+    """
+    m = _HOST_PORT.match(address)
+    if m is None:
+        return
+    try:
+        socket.create_connection((m.group(1), int(m.group(2))), timeout=CONNECT_TIMEOUT_SECONDS).close()
+    except OSError as exc:
+        raise EnvironmentProblem(
+            f"no Ray cluster answers at {address} ({exc.strerror or exc}): start one with `ray start --head`, "
+            "or leave --ray-address and RAY_ADDRESS unset for a local instance") from None
 
 
 def ensure_ray(cfg: Config) -> None:
@@ -27,9 +60,16 @@ def ensure_ray(cfg: Config) -> None:
 
     if ray.is_initialized():
         return
-    address = cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
+    address = cluster_address(cfg)
     if address:
-        ray.init(address=address, log_to_driver=False)
+        check_reachable(address)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError) as exc:
+            raise EnvironmentProblem(
+                f"cannot join the Ray cluster at {address}: {str(exc)[:300]}. A cluster with token "
+                "authentication needs its token here (RAY_AUTH_MODE=token and ~/.ray/auth_token or "
+                "RAY_AUTH_TOKEN); `ray job submit` passes it on") from None
     else:
         # "local": a new instance even when `ray start` left a cluster on this machine (Ray
         # would attach to it, and then refuse num_cpus); a cluster is named by its address

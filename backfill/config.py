@@ -11,6 +11,7 @@ so any catalog Iceberg supports can be used; ``spark_properties`` and
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -146,6 +147,8 @@ class SparkConfig:
 #: during its planning and commit; a second one in the same session (``partitions_per_actor``
 #: 2) can fill it without a second Spark start-up. Measured in README "Performance".
 DEFAULT_MAX_PARALLEL = 2
+#: Longest keep-warm time: a day (a forgotten session holds a JVM and cluster CPUs).
+MAX_KEEP_WARM_SECONDS = 86400.0
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,11 @@ class RunConfig:
     order: str = "newest"
     ray_address: str | None = None
     actor_cpus: float = 1.0
+    #: Keep the run's Spark sessions this many seconds after it for the next run to reuse
+    #: (0: end them with the run). Detached on a cluster the driver connects to; on a Ray
+    #: instance the driver starts they serve later runs of the same process. See
+    #: :mod:`actors.warm` and ``iceberg-backfill sessions``.
+    keep_warm_seconds: float = 0.0
     checkpoint_namespace: str = RAY_NAMESPACE
     #: Local folder (on the Ray head) for durable checkpoints; default: beside the warehouse.
     checkpoint_dir: str | None = None
@@ -308,6 +316,9 @@ def _validate_run(r: RunConfig) -> None:
                           "must be 0 or more")
     if r.order not in ("newest", "oldest"):
         raise ConfigError(f"order must be 'newest' or 'oldest', got {r.order!r}")
+    if not 0 <= r.keep_warm_seconds <= MAX_KEEP_WARM_SECONDS:
+        raise ConfigError(f"keep_warm_seconds must be between 0 and {MAX_KEEP_WARM_SECONDS:.0f}, "
+                          f"got {r.keep_warm_seconds}")
     if r.actor_cpus <= 0:
         raise ConfigError(f"actor_cpus must be positive, got {r.actor_cpus}")
 
@@ -389,6 +400,37 @@ def config_from_mapping(data: Mapping[str, Any]) -> Config:
         spark=_build(SparkConfig, dict(data.get("spark", {})), "spark"),
         run=_build(RunConfig, dict(data.get("run", {})), "run"),
     )
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, HistoryColumn):
+        return f"[{json.dumps(value.array_column)}, {json.dumps(value.value_column)}]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} as TOML")
+
+
+def config_toml(cfg: Config) -> str:
+    """``cfg`` as the TOML text :func:`load_config` reads back to an equal Config: every
+    option that differs from its default (drivers started as other processes, benchmarks)."""
+    lines: list[str] = []
+    for section in ("tables", "catalog", "spark", "run"):
+        current = getattr(cfg, section)
+        default = type(current)()
+        changed = [(f.name, getattr(current, f.name)) for f in dataclasses.fields(current)
+                   if getattr(current, f.name) != getattr(default, f.name) and getattr(current, f.name) is not None]
+        if changed:
+            lines.append(f"[{section}]")
+            lines += [f"{name} = {_toml_value(value)}" for name, value in changed]
+    return "\n".join(lines) + "\n"
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> Config:

@@ -15,6 +15,7 @@ from backfill.ops.cleanup import DEFAULT_DAYS_TO_KEEP, cleanup_audits
 from backfill.ops.compact import backfilled_partitions, compact
 from backfill.ops.prepare import prepare
 from backfill.ops.rollback import rollback
+from backfill.ops.sessions import warm_sessions
 from backfill.sql.script import build_statements, render_script
 from cluster.metastore import EmbeddedMetastore
 
@@ -83,6 +84,12 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_sessions(args: argparse.Namespace) -> int:
+    cfg = options.config_from_args(args)
+    print("\n".join(warm_sessions(cfg, stop=args.stop).lines()))
+    return ExitCode.OK
+
+
 def register(sub: Any) -> None:
     """Add ``compact``, ``cleanup-audits``, ``generate-sql``, ``rollback`` and ``catalog``."""
     p = sub.add_parser(
@@ -118,6 +125,12 @@ def register(sub: Any) -> None:
     p.add_argument("--backfill-id", action="append", required=True, help="backfill id to roll back (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="list what would be restored and kept; write nothing")
     p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("sessions", help="list the warm Spark sessions kept by --keep-warm runs; --stop ends idle ones")
+    options.add_common_options(p)
+    p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS)")
+    p.add_argument("--stop", action="store_true", help="end every idle warm session now (one a run holds is left)")
+    p.set_defaults(func=cmd_sessions)
 
     p = sub.add_parser("catalog", help="start, stop or check the embedded catalog service")
     options.add_common_options(p)

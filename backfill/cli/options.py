@@ -109,6 +109,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         run__partitions_per_merge=getattr(args, "partitions_per_merge", None),
         run__order=getattr(args, "order", None),
         run__ray_address=getattr(args, "ray_address", None),
+        run__keep_warm_seconds=getattr(args, "keep_warm", None),
         run__write_audit_publish=False if getattr(args, "no_wap", False) else None,
         spark__iceberg_jar=getattr(args, "iceberg_jar", None),
     )

@@ -215,6 +215,9 @@ def _register_backfill(sub: Any) -> None:
     p.add_argument("--retries", type=int, help="extra attempts per partition on transient failure (default 3)")
     p.add_argument("--order", choices=["newest", "oldest"], help="partition order (default newest)")
     p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local instance)")
+    p.add_argument("--keep-warm", type=float, metavar="SECONDS",
+                   help="keep the Spark sessions this long after the run for the next run to reuse "
+                        "(default 0: end them; see `iceberg-backfill sessions`)")
     p.add_argument("--iceberg-jar", help="path to iceberg-spark-runtime-3.5_2.12 jar (default: bundled)")
     p.add_argument("--method", choices=["merge", "sql"], default="merge",
                    help="merge: partition actors (default); sql: run the generate-sql script in one session")

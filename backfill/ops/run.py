@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -84,7 +83,7 @@ def _execute(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog: 
     iceberg_runtime_jar(prepared.cfg.spark.iceberg_jar)
     if stop.is_set():
         return _stopped_before_start(prepared)
-    report.line("connecting to Ray" if _ray_address(prepared) else "starting a local Ray instance")
+    report.line("connecting to Ray" if runtime.cluster_address(prepared.cfg) else "starting a local Ray instance")
     if not _connect(prepared, stop):
         return _stopped_before_start(prepared)
     stop.arm()                                  # ray.init replaced the SIGTERM handler
@@ -115,7 +114,9 @@ def _run_round(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog
         prepared = dataclasses.replace(prepared, branch=None)  # an empty target: nothing to publish
     executor = RunExecutor(prepared, resolved_catalog.spark_conf(), target.metadata.table_uuid)
     lost = interrupted_attempts(executor.records(), prepared)  # before begin() turns them pending
-    for partition, snap in executor.begin({s.snapshot_id for s in target.metadata.snapshots}).items():
+    history = {s.snapshot_id: datetime.fromtimestamp(s.timestamp_ms / 1000, timezone.utc)
+               for s in target.metadata.snapshots}
+    for partition, snap in executor.begin(history).items():
         prepared.already_committed.setdefault(partition, snap)
     book = RunBook(prepared, AuditWriter(tables.load(catalog, prepared.cfg, "audit"),
                                          prepared.cfg.run.retry_policy),
@@ -123,10 +124,11 @@ def _run_round(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog
     book.record_interrupted(lost)
     to_run = book.start()
     batches = merge_batches(to_run, prepared.cfg.run.partitions_per_merge, prepared.cfg.max_parallel)
-    if batches:
-        report.line(_start_line(prepared, len(to_run), len(batches)))
     ending = RunEnding()
     try:
+        if batches:
+            warm = executor.open_sessions(_sessions_needed(prepared, len(batches)))
+            report.line(_start_line(prepared, len(to_run), len(batches), warm))
         executor.run(batches, book.record_attempt, stop.is_set, on_live=book.live)
         end_live(report)  # the MERGEs are over: no stale live line under what follows
         complete = all(t.partition in book.done_partitions() for t in prepared.plan.tasks)
@@ -185,15 +187,19 @@ def _replan(prepared: PreparedRun, catalog: Catalog, report: Reporter) -> Prepar
     again = prepare(prepared.cfg, catalog, prepared.backfill_ids, req.backfill_month, req.resume_from)
     report.line(f"replaying as run {again.run_id}: {len(again.plan.tasks)} partition(s) on the new main")
     return again
-def _ray_address(prepared: PreparedRun) -> str | None:
-    return prepared.cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
-
-
-def _start_line(prepared: PreparedRun, partitions: int, merges: int) -> str:
+def _sessions_needed(prepared: PreparedRun, merges: int) -> int:
     cfg = prepared.cfg
-    sessions = -(-min(cfg.max_parallel, merges) // cfg.run.partitions_per_actor)
+    return -(-min(cfg.max_parallel, merges) // cfg.run.partitions_per_actor)
+
+
+def _start_line(prepared: PreparedRun, partitions: int, merges: int, warm: int) -> str:
+    cfg = prepared.cfg
+    sessions = _sessions_needed(prepared, merges)
+    new = max(0, sessions - warm)
+    reused = f"reusing {min(warm, sessions)} warm Spark session(s), " if warm else ""
+    starting = f"starting {new} Spark session(s) (RayDP, about 15 s each)" if new else "no session to start"
     return (f"applying {partitions} partition(s) in {merges} MERGE(s), up to {cfg.max_parallel} at once; "
-            f"starting {sessions} Spark session(s) (RayDP, about 15 s each)")
+            f"{reused}{starting}")
 
 
 def _connect(prepared: PreparedRun, stop: StopSignal) -> bool:

@@ -110,15 +110,19 @@ def test_three_sessions_side_by_side_in_one_job(ray_instance, _pickle_this_modul
         assert len(set(app_names)) == 3
         # Each session works while the others are alive.
         assert ray.get([a.square_sum.remote(10) for a in actors]) == [285] * 3
+        job_namespace = ray.get_runtime_context().namespace
+        # warm sessions of earlier tests have masters of their own, each in its own namespace
         masters = [
             (a["namespace"], a["name"])
             for a in ray.util.list_named_actors(all_namespaces=True)
             if a["name"] == "RAY_APP_MASTER"
+            and a["namespace"].removeprefix(f"{job_namespace}.raydp.") in app_names
         ]
-        job_namespace = ray.get_runtime_context().namespace
         assert sorted(masters) == sorted(
             (f"{job_namespace}.raydp.{name}", "RAY_APP_MASTER") for name in app_names
         )
+        assert not [a for a in ray.util.list_named_actors(all_namespaces=True)
+                    if a["name"] == "RAY_APP_MASTER" and a["namespace"] == job_namespace]
     finally:
         ray.get([a.stop.remote() for a in actors], timeout=120)
         for a in actors:

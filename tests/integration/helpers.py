@@ -16,6 +16,12 @@ COLUMNS = (HistoryColumn("balance_history", "balance"), HistoryColumn("payment_h
            HistoryColumn("limit_history", "credit_limit"))
 
 
+#: Runs of the tests keep their Spark sessions warm for the next test's runs (one session
+#: start for most of the suite instead of one per run); a test of sessions that end with
+#: their run passes ``keep_warm_seconds=0``.
+TEST_KEEP_WARM_SECONDS = 900.0
+
+
 def make_config(catalog_service: Any, namespace: str, **run: Any) -> Config:
     """Config on the session's embedded catalog, in its own namespace, small and fast."""
     return Config(
@@ -25,7 +31,7 @@ def make_config(catalog_service: Any, namespace: str, **run: Any) -> Config:
                            history_columns=COLUMNS, window=36, buckets=4),
         catalog=CatalogConfig(type="embedded", warehouse=str(catalog_service.warehouse_dir)),
         spark=SparkConfig(executor_memory="768m", conf={"spark.sql.shuffle.partitions": "4"}),
-        run=RunConfig(**{"retry_backoff_seconds": 0.5, **run}),
+        run=RunConfig(**{"retry_backoff_seconds": 0.5, "keep_warm_seconds": TEST_KEEP_WARM_SECONDS, **run}),
     ).validated()
 
 

@@ -3,6 +3,7 @@ a TOML config for subprocess drivers, and commit counting from snapshot summarie
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from backfill.config import Config
+from backfill.config import Config, config_toml
 from backfill.core.commit_tags import tagged_ids, tagged_work
 from backfill.core.months import add_months
 from backfill.iceberg.tables import identifier
@@ -48,31 +49,13 @@ def table_uuid(catalog: Any, cfg: Config) -> Any:
     return catalog.load_table(identifier(cfg, "target")).metadata.table_uuid
 
 
-def write_toml(cfg: Config, path: Path) -> Path:
-    """The test config as a TOML file, for drivers started as subprocesses."""
-    t, c, r = cfg.tables, cfg.catalog, cfg.run
-    cols = ", ".join(f'["{h.array_column}", "{h.value_column}"]' for h in t.history_columns)
-    spark_conf = ", ".join(f'"{k}" = "{v}"' for k, v in cfg.spark.conf.items())
-    path.write_text(f"""
-[tables]
-target_table = "{t.target_table}"
-staging_table = "{t.staging_table}"
-audit_table = "{t.audit_table}"
-window = {t.window}
-buckets = {t.buckets}
-history_columns = [{cols}]
-[catalog]
-type = "{c.type}"
-warehouse = "{c.warehouse}"
-[spark]
-executor_memory = "{cfg.spark.executor_memory}"
-conf = {{ {spark_conf} }}
-[run]
-max_parallel = {cfg.max_parallel}
-partitions_per_actor = {r.partitions_per_actor}
-partitions_per_merge = {r.partitions_per_merge}
-retry_backoff_seconds = {r.retry_backoff_seconds}
-""")
+def write_toml(cfg: Config, path: Path, keep_warm: bool = False) -> Path:
+    """The test config as a TOML file, for drivers started as subprocesses. Their sessions
+    end with the run unless ``keep_warm`` (a killed driver's actors die with it, as before
+    keep-warm existed; the warm-session tests ask for it)."""
+    if not keep_warm:
+        cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, keep_warm_seconds=0.0))
+    path.write_text(config_toml(cfg))
     return path
 
 

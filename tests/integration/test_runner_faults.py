@@ -83,7 +83,8 @@ def test_two_partitions_at_once_in_one_actor_session(ray_instance, catalog_servi
 def test_partition_actor_killed_mid_merge_is_retried(ray_instance, catalog_service):
     import ray
 
-    cfg = make_config(catalog_service, "killactor", max_parallel=2)
+    # sessions that end with the run (keep-warm off): the actors killed are this run's own
+    cfg = make_config(catalog_service, "killactor", max_parallel=2, keep_warm_seconds=0)
     catalog = pyiceberg_catalog(cfg)
     before, staged = stage_wide_backfill(catalog, cfg, "bf-kill", months=6, seed=9)
     ckpt = RayCheckpointStore(cfg.checkpoint_directory(), namespace=cfg.run.checkpoint_namespace)
@@ -94,7 +95,7 @@ def test_partition_actor_killed_mid_merge_is_retried(ray_instance, catalog_servi
         # kill the actor that runs it
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and not killed:
-            records = ckpt.load(run_key(["bf-kill"], table_uuid(catalog, cfg)))
+            records = ckpt.load(run_key(["bf-kill"], table_uuid(catalog, cfg), cfg.tables.target_table))
             running = [p for p, c in records.items() if c.state == CheckpointState.RUNNING]
             if running:
                 time.sleep(3)
@@ -216,7 +217,7 @@ def test_commit_whose_record_was_lost_is_not_redone(ray_instance, catalog_servic
     target_snapshot = catalog.load_table("lostrecord.accounts_history").current_snapshot().snapshot_id
     # lose every record of the run: checkpoint forgotten, staging rows pending again
     RayCheckpointStore(cfg.checkpoint_directory(), namespace=cfg.run.checkpoint_namespace).forget(
-        run_key(["bf-lost"], table_uuid(catalog, cfg)))
+        run_key(["bf-lost"], table_uuid(catalog, cfg), cfg.tables.target_table))
     from backfill.ops.setup import stage_rows
 
     stage_rows(catalog, cfg, [{k: v for k, v in r.items()

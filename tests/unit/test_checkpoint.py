@@ -218,3 +218,33 @@ def test_file_key_mismatch_is_refused(tmp_path):
     Path(s.path_of("b")).write_text(s.path_of("a").read_text())  # hand-copied file
     with pytest.raises(ValueError, match="belongs to key"):
         s.load("b")
+
+
+def test_a_copy_with_the_same_uuid_under_another_name_has_its_own_key():
+    uuid = "9c4f0b9e-0000-4000-8000-000000000001"
+    original, copy = run_key(["bf-1"], uuid, "db.history"), run_key(["bf-1"], uuid, "copy.history")
+    assert original != copy and key_filename(original) != key_filename(copy)
+
+
+def _committed(partition: str, snapshot: int, at: str, digest: str = "d1") -> PartitionCheckpoint:
+    from datetime import datetime
+
+    return PartitionCheckpoint(partition, CheckpointState.COMMITTED, digest, snapshot_id=snapshot,
+                               updated_at=datetime.fromisoformat(at))
+
+
+def test_only_a_commit_older_than_every_retained_snapshot_counts_as_expired():
+    from datetime import datetime
+
+    history = {10: datetime.fromisoformat("2026-01-02T00:00:00+00:00"),
+               11: datetime.fromisoformat("2026-01-03T00:00:00+00:00")}
+    records = {
+        "2024-01": _committed("2024-01", 5, "2026-01-01T00:00:00+00:00"),   # expired: older than all kept
+        "2024-02": _committed("2024-02", 6, "2026-01-02T12:00:00+00:00"),   # younger than a kept one: not ours
+        "2024-03": _committed("2024-03", 11, "2026-01-03T00:00:01+00:00"),  # in the history: it speaks for itself
+        "2024-04": _committed("2024-04", 7, "2026-01-01T00:00:00+00:00", digest="old"),  # other entries
+        "2024-05": PartitionCheckpoint("2024-05", CheckpointState.FAILED, "d1"),
+    }
+    digests = dict.fromkeys(records, "d1")
+    assert cp.expired_commits(records, digests, history) == {"2024-01": 5}
+    assert cp.expired_commits(records, digests, {}) == {}  # an empty history vouches for nothing

@@ -48,6 +48,9 @@ max_parallel = 4
     ("[run]\nretries = true", r"\[run\] retries must be int, got True"),
     ("[tables]\nwindow = 36.5", r"\[tables\] window must be int, got 36.5"),
     ("[run]\nray_address = 5", r"\[run\] ray_address must be str, got 5"),
+    ("[run]\nkeep_warm_seconds = -1", "keep_warm_seconds must be between 0 and 86400"),
+    ("[run]\nkeep_warm_seconds = 100000", "keep_warm_seconds must be between 0 and 86400"),
+    ("[run]\nkeep_warm_seconds = nan", "keep_warm_seconds must be between 0 and 86400"),
 ])
 def test_bad_config_is_named(tmp_path, toml, match):
     f = tmp_path / "c.toml"
@@ -101,3 +104,32 @@ def test_batching_and_session_options_reach_the_config_from_the_command_line():
     args = cli.build_parser().parse_args(["backfill", "--backfill-id", "b", "--partitions-per-merge", "0"])
     with pytest.raises(ConfigError, match="partitions_per_merge"):
         options.config_from_args(args)
+
+
+def test_keep_warm_reaches_the_config_from_the_command_line_and_is_off_by_default():
+    from backfill import cli
+    from backfill.cli import options
+
+    args = cli.build_parser().parse_args(["backfill", "--backfill-id", "b"])
+    assert options.config_from_args(args).run.keep_warm_seconds == 0
+    args = cli.build_parser().parse_args(["backfill", "--backfill-id", "b", "--keep-warm", "600"])
+    assert options.config_from_args(args).run.keep_warm_seconds == 600
+    args = cli.build_parser().parse_args(["backfill", "--backfill-id", "b", "--keep-warm", "-5"])
+    with pytest.raises(ConfigError, match="keep_warm_seconds"):
+        options.config_from_args(args)
+
+
+def test_config_toml_reads_back_to_the_same_config(tmp_path):
+    from backfill.config import RunConfig, SparkConfig, TableConfig, config_toml
+
+    cfg = Config(
+        tables=TableConfig(target_table="ns.t", staging_table="ns.s", audit_table="ns.a", window=24, buckets=4,
+                           history_columns=(HistoryColumn("a_history", "a"), HistoryColumn("b_h", 'b"q'))),
+        catalog=CatalogConfig(type="rest", warehouse="s3://w", properties={"uri": "http://x", "s3.path-style": "true"}),
+        spark=SparkConfig(executor_cores=2, executor_memory="768m", conf={"spark.sql.shuffle.partitions": "4"}),
+        run=RunConfig(max_parallel=3, keep_warm_seconds=60.0, check_array_lengths=False, retry_backoff_seconds=0.5),
+    )
+    f = tmp_path / "c.toml"
+    f.write_text(config_toml(cfg))
+    assert load_config(f) == cfg
+    assert config_toml(Config()) == "\n"  # defaults: nothing to write
