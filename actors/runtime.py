@@ -26,6 +26,11 @@ def session_cpus(cfg: Config) -> float:
     return cfg.run.actor_cpus + s.num_executors * s.executor_cores + 1
 
 
+def sessions_for(cfg: Config, merges: int) -> int:
+    """Spark sessions (partition actors) a run of ``merges`` MERGEs starts at most."""
+    return -(-min(cfg.max_parallel, merges) // cfg.run.partitions_per_actor)
+
+
 def local_cpus(cfg: Config) -> int:
     """CPUs to give a local Ray instance: enough for every session the run may start."""
     sessions = -(-cfg.max_parallel // cfg.run.partitions_per_actor)

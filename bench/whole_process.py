@@ -213,6 +213,9 @@ def run_size(stack: Stack, scale: int, a: argparse.Namespace, work: Path) -> lis
             toml = _toml(cfg, work / f"{name}.toml", a.executor_cores)
             cmd = [sys.executable, "-m", "backfill", "backfill", "--config", str(toml), "--backfill-id", BACKFILL_ID]
             run_env = dict(env)
+            if name == "cli_cluster_first":  # cold on the cluster at every size: no session of an earlier size
+                subprocess.run([sys.executable, "-m", "backfill", "sessions", "--config", str(toml), "--stop"],
+                               cwd=REPO, env={**env, "RAY_ADDRESS": a.ray_address}, capture_output=True, check=True)
             if name != "cli_cold":
                 cmd += ["--keep-warm", str(KEEP_WARM_SECONDS)]
                 run_env["RAY_ADDRESS"] = a.ray_address
@@ -307,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                 results += run_size(stack, scale, a, logs)
         finally:
             subprocess.run([RAY, "stop", "--force"], capture_output=True)
+            subprocess.run([sys.executable, "-m", "backfill", "catalog", "stop", "--warehouse",
+                            stack.cfg.catalog.warehouse], cwd=REPO, capture_output=True)
     doc = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
            "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "ray_head_start_seconds": ray_start,
            "keep_warm_seconds": KEEP_WARM_SECONDS, "results": results}

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import backfill.cli.options as options
+from actors import runtime
 from backfill.cli.progress import reporter_for
 from backfill.config import Config
+from backfill.core.plan import merge_batches
 from backfill.core.results import RunResult
 from backfill.errors import ConfigError, ExitCode, RunFailed, RunStopped, VerificationFailed
 from backfill.ops.prepare import prepare
@@ -104,9 +106,23 @@ def _print_plan(prepared: PreparedRun, each_partition: bool) -> None:
           f"({len(prepared.already_committed)} already committed), "
           f"{len(plan.rejected)} entries rejected, max parallel {prepared.cfg.max_parallel}")
     if each_partition:
+        print(_sessions_line(prepared))
         for t in plan.tasks:
             print(f"  {t.partition}: {len(t.entries)} entries, {t.accounts} accounts, "
                   f"months {t.first_month}..{t.months[-1]}")
+
+
+def _sessions_line(prepared: PreparedRun) -> str:
+    """What a run of this plan would start on Ray (said by --dry-run, which starts nothing)."""
+    cfg = prepared.cfg
+    merges = len(merge_batches(list(prepared.plan.tasks), cfg.run.partitions_per_merge, cfg.max_parallel))
+    s = cfg.spark
+    keep = (f"kept warm {cfg.run.keep_warm_seconds:.0f} s after the run" if cfg.run.keep_warm_seconds > 0
+            else "ended with the run")
+    return (f"would run {merges} MERGE(s), up to {cfg.max_parallel} at once, in up to "
+            f"{runtime.sessions_for(cfg, merges)} Spark session(s) of {s.num_executors} executor(s) x "
+            f"{s.executor_cores} core(s) x {s.executor_memory} ({runtime.session_cpus(cfg):g} Ray CPUs each), "
+            f"{keep}")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from backfill.core.identifiers import check_backfill_id
@@ -27,17 +26,84 @@ _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 _VALUE_LIMIT = Decimal(10) ** (VALUE_PRECISION - VALUE_SCALE)
 
 
-@dataclass(frozen=True, order=True, slots=True)
+#: How :meth:`Entry.from_packed` values are joined: the DECIMAL texts in column order,
+#: an empty text for NULL (a decimal's text never holds the separator).
+PACKED_SEPARATOR = "|"
+
+
 class Entry:
     """One pending staged value set: account ``acct`` had ``values`` in ``month``.
 
     ``values`` follows the configured history columns; None means "leave untouched".
+
+    Why the values may stay packed: a seed-sized run stages a million entries of twenty
+    values each, and twenty ``Decimal`` objects per entry held the driver at gigabytes.
+    Entries read from a staging table keep their values as the one text Arrow made of
+    them (:meth:`from_packed`); ``values`` decodes them when asked, which only the few
+    places that write or compare values do. Both kinds are equal and hash alike when
+    their values are, and fingerprint alike (a DECIMAL's text is ``str`` of its Decimal).
     """
 
+    __slots__ = ("month", "acct", "backfill_id", "_values", "_packed")
     month: str
     acct: int
     backfill_id: str
-    values: tuple[Decimal | None, ...]
+    _values: tuple[Decimal | None, ...] | None
+    _packed: str | None
+
+    def __init__(self, month: str, acct: int, backfill_id: str, values: Sequence[Decimal | None]) -> None:
+        self._set(month, acct, backfill_id, tuple(values), None)
+
+    @classmethod
+    def from_packed(cls, month: str, acct: int, backfill_id: str, packed: str) -> Entry:
+        """An entry whose values are ``packed`` (see :data:`PACKED_SEPARATOR`)."""
+        entry = cls.__new__(cls)
+        entry._set(month, acct, backfill_id, None, packed)
+        return entry
+
+    def _set(self, month: str, acct: int, backfill_id: str, values: tuple[Decimal | None, ...] | None,
+             packed: str | None) -> None:
+        for name, value in (("month", month), ("acct", acct), ("backfill_id", backfill_id), ("_values", values),
+                            ("_packed", packed)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Entry is immutable (tried to set {name})")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled as it is held (actors receive entries in their MERGE batches)."""
+        if self._packed is not None:
+            return (Entry.from_packed, (self.month, self.acct, self.backfill_id, self._packed))
+        return (Entry, (self.month, self.acct, self.backfill_id, self._values))
+
+    @property
+    def values(self) -> tuple[Decimal | None, ...]:
+        if self._values is not None:
+            return self._values
+        assert self._packed is not None
+        return tuple(Decimal(t) if t else None for t in self._packed.split(PACKED_SEPARATOR))
+
+    def _texts(self) -> tuple[str | None, ...]:
+        if self._packed is not None:
+            return tuple(t or None for t in self._packed.split(PACKED_SEPARATOR))
+        assert self._values is not None
+        return tuple(None if v is None else str(v) for v in self._values)
+
+    def _key(self) -> tuple[str, int, str, tuple[Decimal | None, ...]]:
+        return (self.month, self.acct, self.backfill_id, self.values)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Entry) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __lt__(self, other: Entry) -> bool:
+        return self.sort_key() < other.sort_key()
+
+    def __repr__(self) -> str:
+        return (f"Entry(month={self.month!r}, acct={self.acct!r}, backfill_id={self.backfill_id!r}, "
+                f"values={self.values!r})")
 
     @property
     def month_index(self) -> int:
@@ -50,8 +116,7 @@ class Entry:
 
     def fingerprint(self) -> bytes:
         """This entry's line in :func:`digest`."""
-        return repr((self.backfill_id, self.acct, self.month,
-                     tuple(None if v is None else str(v) for v in self.values))).encode() + b"\n"
+        return repr((self.backfill_id, self.acct, self.month, self._texts())).encode() + b"\n"
 
 
 def _describe_row(row: Mapping[str, object]) -> str:

@@ -127,7 +127,7 @@ def _run_round(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog
     ending = RunEnding()
     try:
         if batches:
-            warm = executor.open_sessions(_sessions_needed(prepared, len(batches)))
+            warm = executor.open_sessions(runtime.sessions_for(prepared.cfg, len(batches)))
             report.line(_start_line(prepared, len(to_run), len(batches), warm))
         executor.run(batches, book.record_attempt, stop.is_set, on_live=book.live)
         end_live(report)  # the MERGEs are over: no stale live line under what follows
@@ -187,14 +187,9 @@ def _replan(prepared: PreparedRun, catalog: Catalog, report: Reporter) -> Prepar
     again = prepare(prepared.cfg, catalog, prepared.backfill_ids, req.backfill_month, req.resume_from)
     report.line(f"replaying as run {again.run_id}: {len(again.plan.tasks)} partition(s) on the new main")
     return again
-def _sessions_needed(prepared: PreparedRun, merges: int) -> int:
-    cfg = prepared.cfg
-    return -(-min(cfg.max_parallel, merges) // cfg.run.partitions_per_actor)
-
-
 def _start_line(prepared: PreparedRun, partitions: int, merges: int, warm: int) -> str:
     cfg = prepared.cfg
-    sessions = _sessions_needed(prepared, merges)
+    sessions = runtime.sessions_for(cfg, merges)
     new = max(0, sessions - warm)
     reused = f"reusing {min(warm, sessions)} warm Spark session(s), " if warm else ""
     starting = f"starting {new} Spark session(s) (RayDP, about 15 s each)" if new else "no session to start"

@@ -335,7 +335,7 @@ def _args(**kw: Any) -> argparse.Namespace:
 def fake_run(monkeypatch):
     """cli.run with the catalog, planning, execution and audit replaced by recorders."""
     calls: list[str] = []
-    prepared = SimpleNamespace(run_id="run-1", backfill_ids=("bf-1",), cfg=SimpleNamespace(max_parallel=1),
+    prepared = SimpleNamespace(run_id="run-1", backfill_ids=("bf-1",), cfg=Config(),
                                plan=SimpleNamespace(tasks=(), entries=(), rejected=()), already_committed={})
     result = SimpleNamespace(summary_lines=lambda: ["summary"], failed_partitions=(), not_started=(),
                              verified=True, branch="backfill_0123456789ab", backfill_ids=("bf-1",))

@@ -3,13 +3,14 @@ row-by-row checks give: the same entries for clean input, the same error for bad
 
 from __future__ import annotations
 
+import pickle
 import random
 from decimal import Decimal
 
 import pyarrow as pa
 import pytest
 
-from backfill.core.entries import validate_rows
+from backfill.core.entries import Entry, digest, validate_rows
 from backfill.errors import InputError
 from backfill.iceberg.staged_entries import read_entries
 from backfill.iceberg.tables import StagingRead
@@ -37,8 +38,23 @@ def _rows(n, seed=1):
 def test_clean_rows_give_the_row_checks_entries_in_the_same_order():
     rows = _rows(3000)
     got = read_entries(StagingRead(1, _table(rows)), COLS)
-    assert got == validate_rows(rows, COLS)
+    want = validate_rows(rows, COLS)
+    assert got == want
     assert len({id(e.month) for e in got}) == len({e.month for e in got})  # one string per month
+    # values kept as Arrow's text: the same values, fingerprints (so digests) and hashes
+    assert [e.values for e in got] == [e.values for e in want]
+    assert [e.fingerprint() for e in got] == [e.fingerprint() for e in want]
+    assert digest(got) == digest(want) and {hash(e) for e in got} == {hash(e) for e in want}
+
+
+def test_packed_entries_travel_to_actors_as_they_are():
+    [entry] = read_entries(StagingRead(1, _table([{"backfill_id": "bf-a", "acct": 7, "backfill_month": "2024-01",
+                                                   "balance": Decimal("-0.05"), "payment": None}])), COLS)
+    back = pickle.loads(pickle.dumps(entry))
+    assert back == entry and back.values == (Decimal("-0.05"), None)
+    assert len(pickle.dumps(entry)) < len(pickle.dumps(Entry(entry.month, 7, "bf-a", entry.values))) + 64
+    with pytest.raises(AttributeError):
+        entry.acct = 8
 
 
 @pytest.mark.parametrize("change", [
@@ -69,3 +85,13 @@ def test_a_wider_decimal_column_is_checked_value_by_value():
 
 def test_an_empty_read_has_no_entries():
     assert read_entries(StagingRead(None, None), COLS) == []
+
+
+def test_packing_in_slices_gives_the_same_entries(monkeypatch):
+    import backfill.iceberg.staged_entries as staged
+
+    rows = _rows(500, seed=3)
+    whole = read_entries(StagingRead(1, _table(rows)), COLS)
+    monkeypatch.setattr(staged, "PACK_ROWS", 7)
+    sliced = read_entries(StagingRead(1, _table(rows)), COLS)
+    assert [e.fingerprint() for e in sliced] == [e.fingerprint() for e in whole] and sliced == whole

@@ -1,0 +1,31 @@
+"""--dry-run says what a run would start on Ray: MERGEs, sessions and their size, keep-warm."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+from types import SimpleNamespace
+
+from backfill.cli.run import _sessions_line
+from backfill.config import Config, RunConfig, SparkConfig
+from backfill.core.entries import Entry
+from backfill.core.plan import plan_run
+
+
+def _prepared(cfg: Config) -> SimpleNamespace:
+    entries = [Entry("2024-01", a, "bf", (Decimal("1.00"),)) for a in (1, 2)]
+    partitions = [f"2024-{m:02d}" for m in range(1, 13)]
+    return SimpleNamespace(cfg=cfg, plan=plan_run(entries, partitions, 36))
+
+
+def test_the_sessions_a_run_would_start_are_named():
+    cfg = dataclasses.replace(Config(), spark=SparkConfig(num_executors=2, executor_cores=3, executor_memory="4g"),
+                              run=RunConfig(max_parallel=4, partitions_per_actor=2, partitions_per_merge=3))
+    line = _sessions_line(_prepared(cfg))
+    assert line == ("would run 4 MERGE(s), up to 4 at once, in up to 2 Spark session(s) of 2 executor(s) x "
+                    "3 core(s) x 4g (8 Ray CPUs each), ended with the run")
+
+
+def test_keep_warm_is_said():
+    cfg = dataclasses.replace(Config(), run=RunConfig(keep_warm_seconds=600))
+    assert _sessions_line(_prepared(cfg)).endswith("kept warm 600 s after the run")
