@@ -212,6 +212,10 @@ def pending_keys(table: Table, backfill_ids: Sequence[str], months: Iterable[str
     return {(r["backfill_id"], r["acct"], r["backfill_month"]) for r in scan.to_arrow().to_pylist()}
 
 
+#: The columns that say which row a staging row is (and whether it competes).
+_ROW_KEYS = ("backfill_id", "acct", "backfill_month", "status")
+
+
 def read_competing(table: Table, months: Iterable[str], snapshot_id: int | None, accounts: Iterable[int],
                    exclude: pa.Table | None = None) -> list[dict[str, Any]]:
     """Every staging row of ``months`` and ``accounts`` at ``snapshot_id`` that competes for
@@ -219,25 +223,44 @@ def read_competing(table: Table, months: Iterable[str], snapshot_id: int | None,
     the rows whose ``(backfill_id, acct, backfill_month, status)`` are in ``exclude``
     (the run's own rows).
 
-    Accounts and the exclusion are applied in Arrow after the scan: an IN list of a million
-    accounts in the scan's filter is bound against every manifest entry, and the run's own
-    rows would otherwise come back as a second copy of the whole input.
+    Two passes, because the run's own rows are usually nearly all of them: the key columns
+    first, then whole rows only of the ids that still compete (none, most of the time), so
+    a million staged entries are not read twice with every value column. Accounts and the
+    exclusion are applied in Arrow: an IN list of a million accounts in the scan's filter
+    is bound against every manifest entry.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
     from pyiceberg.expressions import And
 
     wanted = set(months)
     if snapshot_id is None or not wanted:
         return []
     flt = And(one_of("backfill_month", wanted), one_of("status", {s.value for s in COMPETING}))
-    data = table.scan(row_filter=flt, snapshot_id=snapshot_id).to_arrow()
-    wanted_accounts = pa.array(sorted(set(accounts)), data.schema.field("acct").type)
+    account_set = set(accounts)
+    keys = table.scan(row_filter=flt, snapshot_id=snapshot_id, selected_fields=_ROW_KEYS).to_arrow()
+    ids = set(competing_rows(keys, account_set, exclude).column("backfill_id").to_pylist())
+    if not ids:
+        return []
+    data = table.scan(row_filter=And(flt, one_of("backfill_id", ids)), snapshot_id=snapshot_id).to_arrow()
+    return competing_rows(data, account_set, exclude).to_pylist()
+
+
+def competing_rows(data: pa.Table, accounts: set[int], exclude: pa.Table | None) -> pa.Table:
+    """``data``'s rows of ``accounts`` whose row keys are not in ``exclude``.
+
+    The exclusion's key columns are cast to ``data``'s types first: a scan of selected
+    fields returns ``large_string`` where a whole-row scan returned ``string``, and Arrow
+    joins only equal types.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    wanted_accounts = pa.array(sorted(accounts), data.schema.field("acct").type)
     data = data.filter(pc.is_in(data["acct"], value_set=wanted_accounts))
-    if exclude is not None and data.num_rows:
-        keys = ["backfill_id", "acct", "backfill_month", "status"]
-        data = data.join(exclude.select(keys), keys=keys, join_type="left anti")
-    return data.to_pylist()
+    if exclude is None or not data.num_rows:
+        return data
+    keys = list(_ROW_KEYS)
+    own = exclude.select(keys).cast(pa.schema([data.schema.field(k) for k in keys]))
+    return data.join(own, keys=keys, join_type="left anti")
 
 
 def lineage(table: Table, ref: str = MAIN_BRANCH) -> list[Snapshot]:
