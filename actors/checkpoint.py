@@ -34,7 +34,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from typing import Any, Protocol, cast, runtime_checkable
 from backfill.core.names import CHECKPOINT_ACTOR_NAME, CHECKPOINT_DIRNAME, RAY_NAMESPACE
 from backfill.core.retry import RetryPolicy
 from backfill.core.states import CheckpointState
+from backfill.iceberg.storage import Folder, is_local, local_path, open_folder
 
 _FORMAT_VERSION = 1
 _MAX_ERROR_CHARS = 4000
@@ -288,81 +288,67 @@ def key_filename(key: str) -> str:
 
 
 class FileCheckpointStore(_RecordStore):
-    """One JSON file per key under ``directory``; every write is atomic and fsynced.
+    """One JSON file per key in a folder where the warehouse lives; every write whole.
 
-    Files whose name starts with '.' (temp files of an interrupted write) are never read.
-    Concurrent writers in *different* processes on the same key are not coordinated: in
-    a run, only the checkpoint actor (or one driver) writes.
+    ``location`` is a local folder (temp file, fsync, rename) or an object-store prefix
+    such as ``s3://warehouse/.backfill-checkpoints`` (one PUT per write, seen whole or
+    not at all), reached with the catalog's storage ``properties``. Files whose name
+    starts with '.' (temp files of an interrupted write) are never read. Concurrent
+    writers in *different* processes on the same key are not coordinated: in a run, only
+    the checkpoint actor (or one driver) writes.
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, location: str | os.PathLike[str], properties: Mapping[str, str] | None = None) -> None:
         super().__init__()
-        self.directory = Path(directory).expanduser().resolve()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._folder = open_folder(os.fspath(location), properties)
+        self.location = self._folder.location
+
+    @classmethod
+    def on(cls, folder: Folder) -> FileCheckpointStore:
+        """A store on an already opened folder (tests reach the object-store path this way)."""
+        store = cls.__new__(cls)
+        _RecordStore.__init__(store)
+        store._folder, store.location = folder, folder.location
+        return store
+
+    @property
+    def directory(self) -> Path:
+        """The local folder (a local store only)."""
+        return local_path(self.location)
 
     def path_of(self, key: str) -> Path:
+        """The local file of ``key`` (a local store only)."""
         return self.directory / key_filename(key)
 
     def _read(self, key: str) -> dict[str, PartitionCheckpoint]:
-        path = self.path_of(key)
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        raw = self._folder.read(key_filename(key))
+        if raw is None:
             return {}
+        doc = json.loads(raw.decode("utf-8"))
         if doc.get("key") != key:  # a 64-bit hash collision, or a hand-copied file
-            raise ValueError(f"checkpoint file {path} belongs to key {doc.get('key')!r}, not {key!r}")
+            raise ValueError(f"checkpoint file {key_filename(key)} in {self.location} belongs to key "
+                             f"{doc.get('key')!r}, not {key!r}")
         return {p: PartitionCheckpoint.from_json(r) for p, r in doc["partitions"].items()}
 
     def _write(self, key: str, records: dict[str, PartitionCheckpoint]) -> None:
-        path = self.path_of(key)
         doc = {"version": _FORMAT_VERSION, "key": key,
                "partitions": {p: r.to_json() for p, r in sorted(records.items())}}
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(doc, f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        self._fsync_dir()
+        self._folder.write(key_filename(key), json.dumps(doc, indent=1, sort_keys=True).encode("utf-8"))
 
     def _delete(self, key: str) -> None:
-        try:
-            self.path_of(key).unlink()
-        except FileNotFoundError:
-            return
-        self._fsync_dir()
-
-    def _fsync_dir(self) -> None:
-        """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-        try:
-            dfd = os.open(self.directory, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(dfd)
+        self._folder.delete(key_filename(key))
 
     def keys(self) -> list[str]:
         """Every key with a checkpoint file (temp and foreign files skipped)."""
         out = []
-        for path in sorted(self.directory.glob("*.json")):
-            if path.name.startswith("."):
+        for name in self._folder.names():
+            if not name.endswith(".json"):
                 continue
             try:
-                key = json.loads(path.read_text(encoding="utf-8"))["key"]
+                key = json.loads((self._folder.read(name) or b"").decode("utf-8"))["key"]
             except (OSError, ValueError, KeyError, TypeError):
                 continue
-            if isinstance(key, str) and key_filename(key) == path.name:
+            if isinstance(key, str) and key_filename(key) == name:
                 out.append(key)
         return out
 
@@ -377,9 +363,9 @@ class _CheckpointActor(_RecordStore):
     directory, which is also what a restart (``max_restarts``) or a new cluster does.
     """
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, location: str, properties: Mapping[str, str] | None = None) -> None:
         super().__init__()
-        self._files = FileCheckpointStore(directory)
+        self._files = FileCheckpointStore(location, properties)
         self._mem: dict[str, dict[str, PartitionCheckpoint]] = {
             k: self._files.load(k) for k in self._files.keys()}
         self._started = _now()
@@ -396,13 +382,19 @@ class _CheckpointActor(_RecordStore):
         self._mem.pop(key, None)
 
     def info(self) -> dict[str, Any]:
-        return {"directory": str(self._files.directory), "pid": os.getpid(),
+        return {"directory": self._files.location, "pid": os.getpid(),
                 "started_at": self._started.isoformat(), "keys": sorted(self._mem)}
 
 
+def normal_location(location: str | os.PathLike[str]) -> str:
+    """One spelling per checkpoint folder: an absolute local path, or the URI without a final '/'."""
+    text = os.fspath(location)
+    return str(local_path(text)) if is_local(text) else text.rstrip("/")
+
+
 def actor_name_for(directory: str | os.PathLike[str], base: str = CHECKPOINT_ACTOR_NAME) -> str:
-    """One actor per checkpoint directory, so two warehouses on one cluster never share state."""
-    resolved = str(Path(directory).expanduser().resolve())
+    """One actor per checkpoint folder, so two warehouses on one cluster never share state."""
+    resolved = normal_location(directory)
     return f"{base}-{hashlib.sha256(resolved.encode('utf-8')).hexdigest()[:12]}"
 
 
@@ -411,11 +403,15 @@ class RayCheckpointStore:
 
     Get-or-create by name in an explicit namespace, so drivers of any job namespace (or
     none) find the same actor. The actor takes no CPU and is pinned to the head node,
-    where a local warehouse directory lives and which lives as long as the cluster.
+    where a local warehouse directory lives and which lives as long as the cluster (on an
+    object store the files are reachable from anywhere, and so is a new actor's reload).
     Each call waits at most ``timeout`` seconds (``ray.exceptions.GetTimeoutError``).
 
     Args:
-        directory: checkpoint directory (``default_directory(cfg.catalog.warehouse_path)``).
+        directory: checkpoint folder (:meth:`backfill.config.Config.checkpoint_location`):
+            a local path or an object-store URI.
+        properties: the catalog's storage properties, for an object-store folder; they
+            reach only the actor (never its name, ``info`` or a log line).
         namespace: fixed Ray namespace (``cfg.run.checkpoint_namespace``).
         name: actor name; default ``backfill-checkpoints-<hash of directory>``.
         timeout: seconds per call.
@@ -424,10 +420,12 @@ class RayCheckpointStore:
     """
 
     def __init__(self, directory: str | os.PathLike[str], namespace: str = RAY_NAMESPACE,
-                 name: str | None = None, timeout: float = 60.0, policy: RetryPolicy | None = None) -> None:
+                 name: str | None = None, timeout: float = 60.0, policy: RetryPolicy | None = None,
+                 properties: Mapping[str, str] | None = None) -> None:
         policy = policy or RetryPolicy()
         self._policy = dataclasses.replace(policy, ride_out_seconds=max(policy.ride_out_seconds, 3 * timeout))
-        self.directory = str(Path(directory).expanduser().resolve())
+        self.directory = normal_location(directory)
+        self._properties = dict(properties or {})
         self.namespace = namespace
         self.name = name or actor_name_for(self.directory)
         self.timeout = timeout
@@ -450,7 +448,7 @@ class RayCheckpointStore:
                 max_task_retries=0,              # a retried 'running' would count twice
                 max_concurrency=1,               # one read-modify-write at a time
             )
-            .remote(self.directory)
+            .remote(self.directory, self._properties)
         )
 
     def _call(self, method: str, *args: Any) -> Any:

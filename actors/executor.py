@@ -41,14 +41,17 @@ class RunExecutor:
         spark_conf: the catalog's Spark settings, shipped to every actor as plain data.
         table_uuid: the target's table UUID (part of the checkpoint key, so a table
             dropped and recreated under the same name never inherits checkpoints).
+        checkpoint_location: the checkpoint folder, where the warehouse lives.
+        storage: the target's storage properties (its FileIO's), to reach that folder.
     """
 
-    def __init__(self, prepared: PreparedRun, spark_conf: dict[str, str], table_uuid: object) -> None:
+    def __init__(self, prepared: PreparedRun, spark_conf: dict[str, str], table_uuid: object,
+                 checkpoint_location: str, storage: Mapping[str, str]) -> None:
         cfg = prepared.cfg
         self.prepared = prepared
         self._spark_conf = spark_conf
-        self.store = RayCheckpointStore(cfg.checkpoint_directory(), namespace=cfg.run.checkpoint_namespace,
-                                        policy=cfg.run.retry_policy)
+        self.store = RayCheckpointStore(checkpoint_location, namespace=cfg.run.checkpoint_namespace,
+                                        policy=cfg.run.retry_policy, properties=storage)
         self.key = run_key(prepared.backfill_ids, table_uuid, cfg.tables.target_table)
         self._pool: PartitionPool | None = None
         self._warm: WarmPool | None = None
@@ -139,10 +142,7 @@ class RunExecutor:
 
     def _make_actor(self, n: int) -> tuple[Any, str]:
         cfg = self.prepared.cfg
-        if cfg.run.keep_warm_seconds > 0:
-            if self._warm is None:
-                self.open_sessions(0)
-            assert self._warm is not None
+        if self._warm is not None:  # open_sessions() made the pool: keep-warm is on
             return self._warm.make_actor(n)
         make_room(cfg.run.checkpoint_namespace, runtime.session_cpus(cfg))
         # named, so operators (and fault tests) can find a run's actors with `ray list actors`

@@ -25,7 +25,7 @@ from tenacity import Retrying
 
 from actors import runtime
 from actors.lease import SessionLease
-from actors.named import make_room
+from actors.named import end_actor, make_room
 from backfill.config import Config
 from backfill.core.commit_tags import KEY_RUN, commit_properties, tagged_work
 from backfill.core.identifiers import quote_table
@@ -444,7 +444,6 @@ def start_worker(cfg: Config, catalog_spark_conf: Mapping[str, str], name: str, 
 @contextmanager
 def one_session(cfg: Config, resolved_catalog: ResolvedCatalog, name: str) -> Iterator[Any]:
     """One partition actor (a RayDP Spark session) for statements run in order; always ended."""
-    import ray
 
     iceberg_runtime_jar(cfg.spark.iceberg_jar)  # fail fast, before the actor starts
     runtime.ensure_ray(cfg)
@@ -455,11 +454,7 @@ def one_session(cfg: Config, resolved_catalog: ResolvedCatalog, name: str) -> It
     try:
         yield actor
     finally:
-        try:
-            ray.get(actor.shutdown.remote(), timeout=60)
-        except Exception:  # the actor may already be dead; it is killed next anyway
-            pass
-        ray.kill(actor)
+        end_actor(actor)
 
 
 def run_statement(actor: Any, statement: str, refresh: Sequence[str] = ()) -> list[tuple[Any, ...]]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from actors.named import end_actor
 from backfill.core.plan import MergeBatch
 from backfill.core.results import PartitionOutcome
 from backfill.core.retry import RetryPolicy
@@ -235,11 +236,7 @@ class PartitionPool:
         return _Pending(rest, item.attempt + 1, time.monotonic() + delay)
 
     def shutdown(self) -> None:
-        import ray
-
         for actor in list(self.actors):
-            try:
-                ray.get(actor.shutdown.remote(), timeout=60)
-            except Exception:
-                pass
-            self._drop_actor(actor)
+            self._busy.pop(actor, None)
+            self.actors.remove(actor)
+            end_actor(actor)

@@ -62,6 +62,7 @@ def check_reachable(address: str) -> None:
 def ensure_ray(cfg: Config) -> None:
     """Connect to the configured Ray cluster, or start a local instance; no-op when connected."""
     import ray  # heavy: imported only by code that runs on Ray
+    from ray.exceptions import AuthenticationError
 
     if ray.is_initialized():
         return
@@ -70,7 +71,7 @@ def ensure_ray(cfg: Config) -> None:
         check_reachable(address)
         try:
             ray.init(address=address, log_to_driver=False)
-        except (ConnectionError, RuntimeError) as exc:
+        except (ConnectionError, RuntimeError, AuthenticationError) as exc:
             raise EnvironmentProblem(
                 f"cannot join the Ray cluster at {address}: {str(exc)[:300]}. A cluster with token "
                 "authentication needs its token here (RAY_AUTH_MODE=token and ~/.ray/auth_token or "

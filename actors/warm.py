@@ -123,7 +123,7 @@ class WarmPool:
             if answers([(name, handle.lease.remote(self._run_id, self._cfg))]).get(name):
                 got.append((handle, name))
                 self._held.append(handle)
-        log.info("warm sessions of key %s: %d found, %d leased (wanted %d)", self.key, len(found), len(got), wanted)
+        log.debug("warm sessions of key %s: %d found, %d leased (wanted %d)", self.key, len(found), len(got), wanted)
         return got
 
     def make_actor(self, n: int) -> tuple[Any, str]:

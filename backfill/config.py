@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: Catalog kinds whose commits are not atomic across processes on a local file system.
 NON_ATOMIC_CATALOG_TYPES = frozenset({"hadoop"})
+#: Catalog kinds whose ``warehouse`` is always a location (elsewhere it may be a name).
+WAREHOUSE_LOCATION_TYPES = frozenset({"embedded", "hadoop", "hive", "jdbc"})
 #: ``catalog-impl`` classes that are the same non-atomic catalog under another spelling.
 NON_ATOMIC_CATALOG_IMPLS = frozenset({"org.apache.iceberg.hadoop.HadoopCatalog"})
 
@@ -112,6 +114,13 @@ class CatalogConfig:
             w = w[len("file:"):].lstrip("/")
             w = "/" + w
         return Path(w).expanduser().resolve()
+
+    @property
+    def warehouse_is_location(self) -> bool:
+        """True when ``warehouse`` names a folder or URI (embedded, Hadoop, Hive and JDBC
+        catalogs always; others when it is spelled as one), not a REST or Glue warehouse name."""
+        return (self.type.strip().lower() in WAREHOUSE_LOCATION_TYPES or _remote(self.warehouse)
+                or _looks_like_path(self.warehouse))
 
     def redacted_properties(self) -> dict[str, str]:
         """Properties with secret values replaced, for logs, reports and errors.
@@ -214,14 +223,23 @@ class Config:
             return 1
         return self.run.max_parallel if self.run.max_parallel is not None else DEFAULT_MAX_PARALLEL
 
-    def checkpoint_directory(self) -> Path:
-        """Where checkpoints persist: ``run.checkpoint_dir``, else beside a local warehouse."""
+    def checkpoint_location(self, table_location: str | None = None) -> str:
+        """Where checkpoints persist, beside the data they describe.
+
+        ``run.checkpoint_dir`` if set (a folder or an object-store URI); else under a
+        warehouse given as a location (``s3://wh`` -> ``s3://wh/.backfill-checkpoints``,
+        or the local warehouse folder); else, for a catalog whose warehouse is a name
+        (REST, Glue), beside the target's namespace folder on its object store. Never
+        inside a table's own location: orphan-file clean-up would delete it there.
+        """
         if self.run.checkpoint_dir:
-            return Path(self.run.checkpoint_dir).expanduser().resolve()
+            return self.run.checkpoint_dir
         w = self.catalog.warehouse
-        if "://" in w and not w.startswith("file:"):
-            return Path("~/.iceberg-backfill/checkpoints").expanduser()
-        return self.catalog.warehouse_path / CHECKPOINT_DIRNAME
+        if _remote(w):
+            return f"{w.rstrip('/')}/{CHECKPOINT_DIRNAME}"
+        if table_location and not self.catalog.warehouse_is_location:
+            return f"{table_location.rstrip('/').rsplit('/', 1)[0]}/{CHECKPOINT_DIRNAME}"
+        return str(self.catalog.warehouse_path / CHECKPOINT_DIRNAME)
 
     def table_parts(self, which: str) -> tuple[str, str, str]:
         """(catalog, namespace, table) of ``which`` in {'target', 'staging', 'audit'}."""
@@ -231,6 +249,16 @@ class Config:
         """Return self after checking every field; raises ConfigError naming the field."""
         validate(self)
         return self
+
+
+def _remote(location: str) -> bool:
+    """An object-store (or other non-local) URI: ``s3://``, ``gs://``, ``abfs://``, ``hdfs://``."""
+    return "://" in location and not location.startswith("file:")
+
+
+def _looks_like_path(warehouse: str) -> bool:
+    """A warehouse written as a folder (``/x``, ``./x``, ``~/x``, ``file:``), not a catalog's warehouse name."""
+    return warehouse.startswith(("/", ".", "~", "file:"))
 
 
 def qualify(name: str, catalog: str, what: str) -> tuple[str, str, str]:

@@ -53,6 +53,11 @@ class CatalogUnsafeError(ConfigError):
     """The catalog cannot take concurrent commits safely for the requested parallelism."""
 
 
+class CheckpointUnwritable(ConfigError):
+    """The run's checkpoint folder cannot be written (a table bucket, credentials scoped to
+    tables, a read-only path); nothing was written. ``[run] checkpoint_dir`` names another."""
+
+
 class InputError(BackfillError):
     """Staged input breaks the contract (bad month, NULL account, duplicate entry...); nothing was written."""
 

@@ -136,6 +136,7 @@ def load_pyiceberg_catalog(resolved: ResolvedCatalog) -> Any:
     """
     from pyiceberg.catalog import load_catalog
 
+    refused = _refusals()
     props = resolved.pyiceberg_properties()
     caught: list[warnings.WarningMessage] = []
     try:
@@ -151,6 +152,9 @@ def load_pyiceberg_catalog(resolved: ResolvedCatalog) -> Any:
     except (OSError, ConnectionError) as exc:
         _rewarn(caught, resolved)
         raise _unreachable(resolved, exc) from None
+    except refused as exc:
+        _rewarn(caught, resolved)
+        raise _refused(resolved, exc) from None
     except Exception as exc:  # thrift and HTTP clients raise their own transport errors
         _rewarn(caught, resolved)
         if _looks_like_connection_error(exc):
@@ -179,6 +183,30 @@ def _looks_like_connection_error(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return any(s in text for s in ("connection refused", "could not connect", "timed out"))
+
+
+def _refusals() -> tuple[type[BaseException], ...]:
+    """Error types of a catalog that answered but would not let us in: REST 401/403 and
+    OAuth failures, and a SQL catalog's database refusing the connection or the password."""
+    from pyiceberg.exceptions import AuthorizationExpiredError, ForbiddenError, OAuthError, UnauthorizedError
+
+    found: list[type[BaseException]] = [ForbiddenError, UnauthorizedError, OAuthError, AuthorizationExpiredError]
+    try:
+        from sqlalchemy.exc import OperationalError  # optional: pyiceberg's SQL catalog only
+    except ImportError:
+        pass
+    else:
+        found.append(OperationalError)
+    return tuple(found)
+
+
+def _refused(resolved: ResolvedCatalog, exc: BaseException) -> EnvironmentProblem:
+    where = _redact(resolved.properties).get("uri", "(no uri property)")
+    detail = scrub(f"{type(exc).__name__}: {exc}", resolved.secrets())
+    return EnvironmentProblem(
+        f"catalog {resolved.name!r} ({resolved.type}) at {where} refused the connection: {detail}. "
+        "Check that it is running and the credential, token, keys or password in [catalog] properties "
+        "(and pyiceberg_properties)")
 
 
 def _unreachable(resolved: ResolvedCatalog, exc: BaseException) -> EnvironmentProblem:

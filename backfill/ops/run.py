@@ -33,6 +33,7 @@ from backfill.core.states import AttemptStatus, CheckpointState, PublishState, S
 from backfill.errors import RunFailed
 from backfill.iceberg import branches, tables
 from backfill.iceberg.audit import AuditWriter
+from backfill.iceberg.storage import check_writable
 from backfill.ops.prepare import prepare
 from backfill.ops.progress import EtaClock, LiveStatus, Reporter, as_reporter, end_live
 from backfill.ops.stop_signal import StopSignal
@@ -110,9 +111,11 @@ def _run_round(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog
     """Apply the plan (on the run's branch), verify and publish it, then mark staging."""
     target = tables.load(catalog, prepared.cfg, "target")
     policy = prepared.cfg.run.retry_policy
+    ledger, storage = prepared.cfg.checkpoint_location(target.metadata.location), dict(target.io.properties)
+    check_writable(ledger, storage)  # before the branch: a run that cannot keep its ledger writes nothing
     if prepared.branch is not None and not branches.ensure_branch(target, prepared.branch, policy):
         prepared = dataclasses.replace(prepared, branch=None)  # an empty target: nothing to publish
-    executor = RunExecutor(prepared, resolved_catalog.spark_conf(), target.metadata.table_uuid)
+    executor = RunExecutor(prepared, resolved_catalog.spark_conf(), target.metadata.table_uuid, ledger, storage)
     lost = interrupted_attempts(executor.records(), prepared)  # before begin() turns them pending
     history = {s.snapshot_id: datetime.fromtimestamp(s.timestamp_ms / 1000, timezone.utc)
                for s in target.metadata.snapshots}

@@ -24,13 +24,26 @@ TEST_KEEP_WARM_SECONDS = 900.0
 
 def make_config(catalog_service: Any, namespace: str, **run: Any) -> Config:
     """Config on the session's embedded catalog, in its own namespace, small and fast."""
+    return _small_config(CatalogConfig(type="embedded", warehouse=str(catalog_service.warehouse_dir)),
+                         {}, namespace, run)
+
+
+def stack_config(stack: Any, namespace: str, **run: Any) -> Config:
+    """Like :func:`make_config`, on one of the session's test stacks (``tests/stacks.py``:
+    the ``seaweed_stack`` or ``postgres_stack`` fixture): its catalog, its Spark jars and
+    settings; checkpoints where the run puts them by default unless ``checkpoint_dir`` is given."""
+    return _small_config(stack.catalog_config(), stack.spark_conf(), namespace, run)
+
+
+def _small_config(catalog: CatalogConfig, spark_conf: dict[str, str], namespace: str,
+                  run: dict[str, Any]) -> Config:
     return Config(
         tables=TableConfig(target_table=f"{namespace}.accounts_history",
                            staging_table=f"{namespace}.backfill_staging",
                            audit_table=f"{namespace}.backfill_audit",
                            history_columns=COLUMNS, window=36, buckets=4),
-        catalog=CatalogConfig(type="embedded", warehouse=str(catalog_service.warehouse_dir)),
-        spark=SparkConfig(executor_memory="768m", conf={"spark.sql.shuffle.partitions": "4"}),
+        catalog=catalog,
+        spark=SparkConfig(executor_memory="768m", conf={"spark.sql.shuffle.partitions": "4", **spark_conf}),
         run=RunConfig(**{"retry_backoff_seconds": 0.5, "keep_warm_seconds": TEST_KEEP_WARM_SECONDS, **run}),
     ).validated()
 

@@ -59,10 +59,17 @@ def write_toml(cfg: Config, path: Path, keep_warm: bool = False) -> Path:
     return path
 
 
-def driver_process(args: list[str], ray_address: str, log: Path) -> subprocess.Popen:
-    """``python -m backfill ...`` as a separate driver process attached to the test's Ray."""
+def driver_process(args: list[str], ray_address: str, log: Path, node: Path | None = None) -> subprocess.Popen:
+    """``python -m backfill ...`` as a separate driver process attached to the test's Ray.
+
+    ``node``: the driver's own working folder and home (a node that shares nothing with
+    the actors' but the catalog and the storage); default: the repository, as before.
+    """
     env = {**os.environ, "RAY_ADDRESS": ray_address, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "backfill", *args], cwd=ROOT, env=env,
+    if node is not None:  # its own home: the cluster's token travels as a node's would
+        token = Path.home() / ".ray" / "auth_token"
+        env.update(HOME=str(node), TMPDIR=str(node), **({"RAY_AUTH_TOKEN_PATH": str(token)} if token.exists() else {}))
+    return subprocess.Popen([sys.executable, "-m", "backfill", *args], cwd=node or ROOT, env=env,
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 

@@ -153,7 +153,7 @@ def _chaos_round(chaos: Chaos, faults: list[str], cfg, toml: Path, backfill_id: 
                  address: str, logs: Path) -> list[str]:
     """Run ``backfill_id`` to success, injecting ``faults`` in order; resume after each death.
     Returns the faults the run finished too soon to receive."""
-    ckpt = RayCheckpointStore(cfg.checkpoint_directory(), namespace=cfg.run.checkpoint_namespace)
+    ckpt = RayCheckpointStore(cfg.checkpoint_location(), namespace=cfg.run.checkpoint_namespace)
     key = run_key([backfill_id], table_uuid(pyiceberg_catalog(cfg), cfg), cfg.tables.target_table)
     for n in range(1, MAX_DRIVER_RUNS + 1):
         if not metastore.is_running():  # a resume after a catalog kill would start it too

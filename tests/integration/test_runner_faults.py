@@ -87,7 +87,7 @@ def test_partition_actor_killed_mid_merge_is_retried(ray_instance, catalog_servi
     cfg = make_config(catalog_service, "killactor", max_parallel=2, keep_warm_seconds=0)
     catalog = pyiceberg_catalog(cfg)
     before, staged = stage_wide_backfill(catalog, cfg, "bf-kill", months=6, seed=9)
-    ckpt = RayCheckpointStore(cfg.checkpoint_directory(), namespace=cfg.run.checkpoint_namespace)
+    ckpt = RayCheckpointStore(cfg.checkpoint_location(), namespace=cfg.run.checkpoint_namespace)
     killed: list[str] = []
 
     def killer():
@@ -216,7 +216,7 @@ def test_commit_whose_record_was_lost_is_not_redone(ray_instance, catalog_servic
     assert first.succeeded
     target_snapshot = catalog.load_table("lostrecord.accounts_history").current_snapshot().snapshot_id
     # lose every record of the run: checkpoint forgotten, staging rows pending again
-    RayCheckpointStore(cfg.checkpoint_directory(), namespace=cfg.run.checkpoint_namespace).forget(
+    RayCheckpointStore(cfg.checkpoint_location(), namespace=cfg.run.checkpoint_namespace).forget(
         run_key(["bf-lost"], table_uuid(catalog, cfg), cfg.tables.target_table))
     from backfill.ops.setup import stage_rows
 

@@ -173,3 +173,17 @@ def test_a_detached_session_outlives_its_driver_and_serves_the_next_one(ray_inst
     stopped = _cli(["sessions", "--config", toml, "--stop"], address)
     assert stopped.returncode == 0 and "ended 1 idle session(s)" in stopped.stdout, stopped
     assert not named(NS, WARM_PREFIX)
+
+
+def test_a_driver_without_the_cluster_token_is_told_so(ray_instance, tmp_path):
+    """A driver on a node without the cluster's auth token: exit 5 and what to do, no traceback."""
+    import ray
+
+    if os.environ.get("RAY_AUTH_MODE", "token") == "disabled":
+        pytest.skip("this session's Ray runs without token authentication")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH_TOKEN")}
+    env.update(HOME=str(tmp_path), RAY_ADDRESS=ray.get_runtime_context().gcs_address, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "backfill", "sessions"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 5, done
+    assert "token" in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]

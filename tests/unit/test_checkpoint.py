@@ -19,14 +19,18 @@ from actors.checkpoint import (
     run_key,
 )
 from backfill.core.states import CheckpointState
+from backfill.iceberg.storage import ObjectFolder
 
 KEY = run_key(["bf-2", "bf-1", "bf-2"])
 
 
-@pytest.fixture(params=["memory", "file"])
+@pytest.fixture(params=["memory", "file", "object"])
 def store(request, tmp_path) -> CheckpointStore:
     if request.param == "memory":
         return InMemoryCheckpointStore()
+    if request.param == "object":  # the object-store code path (Arrow file system through pyiceberg's IO)
+        (tmp_path / "objects").mkdir()
+        return FileCheckpointStore.on(ObjectFolder(f"file://{tmp_path}/objects", {}))
     return FileCheckpointStore(tmp_path / "ckpt")
 
 
