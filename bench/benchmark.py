@@ -66,6 +66,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--executor-memory", default="2g")
     p.add_argument("--out", default=str(REPO / "bench" / "results"), help="folder for benchmark.json/.png")
     p.add_argument("--keep-warehouse", action="store_true")
+    p.add_argument("--stack", choices=("embedded", "seaweed"), default="embedded",
+                   help="catalog and storage: the embedded Hive metastore on local disk (default), or "
+                        "SeaweedFS's Iceberg REST catalog with the tables on S3 (tests/stacks.py; "
+                        "counts S3 requests per strategy; writes benchmark_seaweed.json/.png)")
     a = p.parse_args(argv)
     if a.tiny:
         a.accounts, a.months, a.columns, a.affected, a.staged_months, a.buckets = 200, 4, 2, 0.05, 2, 4
@@ -81,15 +85,19 @@ class Bench:
 
         self.a = a
         self.warehouse = Path(tempfile.mkdtemp(prefix="bench-warehouse-"))
+        self.stack = _start_stack(a.stack)
+        catalog = (self.stack.catalog_config() if self.stack else
+                   CatalogConfig(type="embedded", warehouse=str(self.warehouse)))
+        stack_conf = self.stack.spark_conf() if self.stack else {}
         self.cfg = Config(
             tables=TableConfig(target_table="bench.base", staging_table="bench.staging",
                                audit_table="bench.audit",
                                history_columns=DEFAULT_HISTORY_COLUMNS[:a.columns], window=36,
                                buckets=a.buckets),
-            catalog=CatalogConfig(type="embedded", warehouse=str(self.warehouse)),
+            catalog=catalog,
             spark=SparkConfig(executor_memory=a.executor_memory, executor_cores=a.executor_cores,
                               conf={"spark.sql.shuffle.partitions": "4",
-                                    "spark.driver.memory": "2g"}),
+                                    "spark.driver.memory": "2g", **stack_conf}),
             run=RunConfig(),
         ).validated()
 
@@ -131,6 +139,7 @@ class Bench:
         cfg = dataclasses.replace(self.cfg, tables=dataclasses.replace(
             self.cfg.tables, target_table=base_table, staging_table=f"bench.staging_{tag}"))
         t0 = time.monotonic()
+        arrow = reuse.get("arrow") if reuse else None
         if reuse:
             n_rows = reuse["rows"]
         else:
@@ -138,7 +147,8 @@ class Bench:
             target, _ = tables.create_target(self.catalog, cfg)
             target.append(arrow)
             n_rows = arrow.num_rows
-            del arrow
+        if not self.stack:
+            arrow = None  # copies are registered on the base metadata: the rows are not needed again
         staging, _ = tables.create_staging(self.catalog, cfg)
         # staged rows: the affected accounts are drawn from the first ``affected_accounts_of``
         # accounts, so a larger table can get exactly the same staged entries
@@ -154,7 +164,7 @@ class Bench:
         entries = validate_rows(srows, [hc.value_column for hc in cfg.tables.history_columns])
         plan = plan_run(entries, tables.partitions(target, cfg.tables.month_column), cfg.tables.window)
         files = list(target.inspect.files().column("file_size_in_bytes").to_pylist())
-        ds = {"tag": tag, "cfg": cfg, "size": size, "rows": n_rows, "srows": srows,
+        ds = {"tag": tag, "cfg": cfg, "size": size, "rows": n_rows, "srows": srows, "arrow": arrow,
               "entries": entries, "tasks": plan.tasks, "metadata": target.metadata_location,
               "staging_snapshot": staging.current_snapshot().snapshot_id,
               "data_files": len(files), "data_bytes": int(sum(files)),
@@ -192,6 +202,17 @@ class Bench:
         ds.update(accts=accts, before=before, expected=expected, rows_changed=changed,
                   rows_matched=matched)
 
+    def _write_copy(self, ds: dict[str, Any], table: str, properties: dict[str, str]) -> None:
+        """``table``: a new target with the data set's rows, written the way its base was."""
+        version = int(properties.pop("format-version", ds["cfg"].tables.format_version))  # set at creation only
+        tcfg = dataclasses.replace(ds["cfg"], tables=dataclasses.replace(ds["cfg"].tables, target_table=table,
+                                                                         format_version=version))
+        target, _ = tables.create_target(self.catalog, tcfg)
+        target.append(ds["arrow"])
+        if properties:
+            with target.transaction() as tx:
+                tx.set_properties(**properties)
+
     # ------------------------------------------------------------------ one strategy
 
     def run_strategy(self, ds: dict[str, Any], strategy: Any, label: str | None = None) -> dict[str, Any]:
@@ -203,7 +224,10 @@ class Bench:
         table = f"bench.{name}_{ds['tag']}"
         w = self.worker
         ray.get(w.set_cfg.remote(cfg))
-        ray.get(w.copy_table.remote(ds["metadata"], table, dict(strategy.properties)))
+        if self.stack:  # SeaweedFS's REST catalog cannot register a table: the same rows written again
+            self._write_copy(ds, table, dict(strategy.properties))
+        else:
+            ray.get(w.copy_table.remote(ds["metadata"], table, dict(strategy.properties)))
         if strategy.sort_by_account:
             ray.get(w.sort_by_account.remote(table))
         state0 = ray.get(w.table_state.remote(table))
@@ -221,9 +245,11 @@ class Bench:
         merges = (sum(len(v) for v in statements.values()) if statements else
                   len(merge_batches(list(ds["tasks"]), strategy.per_merge, strategy.parallel)))
         _log(f"{name}: running {len(ds['tasks'])} partitions ({merges} MERGEs)")
+        requests0 = self.stack.s3_requests() if self.stack else {}
         res = ray.get(w.run.remote(strategy.runner, table, list(ds["tasks"]), BACKFILL_ID,
                                    ds["staging_snapshot"], strategy.parallel, statements, strategy.per_merge,
                                    dict(strategy.session_conf)))
+        requests = _requests_between(requests0, self.stack.s3_requests()) if self.stack else None
         totals = ray.get(w.commit_totals.remote(table, state0["snapshots"]))
         state1 = ray.get(w.table_state.remote(table))
         # ---- verification (not timed)
@@ -237,14 +263,17 @@ class Bench:
         verify_seconds = time.monotonic() - t0
         compaction = None
         if strategy.compact and ok:
+            before_compact = self.stack.s3_requests() if self.stack else {}
             comp = ray.get(w.compact.remote(table, [t.partition for t in ds["tasks"]]))
+            compact_requests = (_requests_between(before_compact, self.stack.s3_requests())
+                                if self.stack else None)
             state2 = ray.get(w.table_state.remote(table))
             after = ray.get(w.rows_of.remote(table, ds["accts"]))
             compaction = {"seconds": round(comp["seconds"], 2), "rewritten_bytes": comp["rewritten_bytes"],
                           "rewritten_data_files": comp["rewritten_data_files"],
                           "files_after": state2["data_files"] + state2["delete_files"],
                           "delete_files_after": state2["delete_files"],
-                          "verified": after == ds["expected"]}
+                          "verified": after == ds["expected"], "s3_requests": compact_requests}
             ok = ok and compaction["verified"]
             _log(f"{name}: compaction {compaction['seconds']} s, rewrote "
                  f"{comp['rewritten_bytes'] / 1e6:.2f} MB; files {state1['data_files'] + state1['delete_files']}"
@@ -281,6 +310,7 @@ class Bench:
             "files_after": state1["data_files"] + state1["delete_files"],
             "delete_files_after": state1["delete_files"],
             "compaction": compaction,
+            "s3_requests": requests,
         }
         _log(f"{name}: {'OK' if ok else 'FAILED'} {out['wall_seconds']} s, wrote "
              f"{written / 1e6:.2f} MB in {out['data_files_written']}+{out['delete_files_written']} files"
@@ -394,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
                         "python": platform.python_version(),
                         "memory_gb": round(__import__("psutil").virtual_memory().total / 2**30, 1),
                         "load_average_at_start": os.getloadavg()},
+            "stack": a.stack,
             "session_start_seconds": round(bench.session_seconds, 1),
             "metastore_start_seconds": round(bench.metastore_seconds, 1),
             "data_generation_seconds": round(ds["seconds"], 1),
@@ -424,6 +455,12 @@ def main(argv: list[str] | None = None) -> int:
         for line in table_lines(results):
             print(line)
         for r in results:
+            if r.get("s3_requests"):
+                req = r["s3_requests"]
+                print(f"S3 requests, {r['strategy']}: {req['total']} "
+                      f"({', '.join(f'{k} {v}' for k, v in req.items() if k != 'total')}), "
+                      f"{req['total'] / max(1, len(ds['tasks'])):.0f} per partition")
+        for r in results:
             c = r.get("compaction")
             if c:
                 print(f"compaction after {r['strategy']} (`iceberg-backfill compact`): {c['seconds']:.1f} s, "
@@ -436,9 +473,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {s['label']:<16} rows {s['table_rows']:>8} updated {s['rows_updated']:>6} "
                       f"wall {s['wall_seconds']:>6.1f} s  MB written {s['bytes_written'] / 1e6:>7.2f} "
                       f"files +{s['files_added']:<5} verified {s['verified']}")
-        (out_dir / "benchmark.json").write_text(json.dumps(doc, indent=2, default=str))
-        chart(results, scaling, out_dir / "benchmark.png")
-        print(f"\nwrote {out_dir / 'benchmark.json'} and {out_dir / 'benchmark.png'} "
+        stem = "benchmark" if a.stack == "embedded" else f"benchmark_{a.stack}"
+        (out_dir / f"{stem}.json").write_text(json.dumps(doc, indent=2, default=str))
+        chart(results, scaling, out_dir / f"{stem}.png")
+        print(f"\nwrote {out_dir / f'{stem}.json'} and {out_dir / f'{stem}.png'} "
               f"(total {doc['total_seconds']} s)")
         return 0 if all(r["verified"] for r in results) and all(s["verified"] for s in scaling) else 1
     finally:
@@ -453,8 +491,31 @@ def main(argv: list[str] | None = None) -> int:
             EmbeddedMetastore(bench.warehouse).stop()
         except Exception:
             pass
+        if bench.stack:
+            bench.stack.stop()
         if not a.keep_warehouse:
             shutil.rmtree(bench.warehouse, ignore_errors=True)
+
+
+def _start_stack(name: str) -> Any:
+    """The catalog stack to measure on (None: the embedded default), started."""
+    if name == "embedded":
+        return None
+    from tests.stacks import SeaweedStack, missing
+
+    reason = missing(SeaweedStack)
+    if reason:
+        raise SystemExit(f"--stack {name}: {reason}")
+    stack = SeaweedStack(catalog_name="bench_s3")
+    stack.start()
+    return stack
+
+
+def _requests_between(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """S3 requests by type between two readings of the server's counters, and their total."""
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in sorted(after)}
+    delta = {k: v for k, v in delta.items() if v}
+    return {**delta, "total": sum(delta.values())}
 
 
 def _brief(r: dict[str, Any], ds: dict[str, Any]) -> dict[str, Any]:

@@ -131,7 +131,7 @@ class SeaweedStack:
         self.catalog_name = catalog_name
         self.startup_timeout = startup_timeout
         self.workdir: Path | None = None
-        self.s3_port = self.iceberg_port = 0
+        self.s3_port = self.iceberg_port = self.metrics_port = 0
         self._proc: subprocess.Popen | None = None
         self._ports: list[int] = []
         self._key = self._secret = ""
@@ -198,9 +198,10 @@ class SeaweedStack:
         (self.workdir / "data").mkdir()
         self._key = "K" + secrets.token_hex(8).upper()
         self._secret = secrets.token_urlsafe(24)
-        self._ports = free_ports(11)
+        self._ports = free_ports(12)
         (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, iceberg,
-         admin, admin_grpc) = self._ports
+         admin, admin_grpc, metrics) = self._ports
+        self.metrics_port = metrics
         self.s3_port, self.iceberg_port = s3, iceberg
         sock = self.workdir
         args = [
@@ -212,7 +213,7 @@ class SeaweedStack:
             f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.port.iceberg={iceberg}", "-s3.port.lance=0",
             f"-s3.localSocket={sock / 's3.sock'}",
             f"-admin.port={admin}", f"-admin.port.grpc={admin_grpc}", "-admin.ui=false",
-            "-webdav=false",
+            "-webdav=false", f"-metricsPort={metrics}",
         ]
         # the admin identity: S3 and the Iceberg catalog accept these keys (never on the command line)
         env = {**os.environ, "AWS_ACCESS_KEY_ID": self._key, "AWS_SECRET_ACCESS_KEY": self._secret,
@@ -238,6 +239,19 @@ class SeaweedStack:
         props = {"type": "rest", "uri": self.catalog_uri, "warehouse": self.warehouse, **self._pyiceberg_props()}
         load_catalog("probe", **props).list_namespaces()
         return True
+
+    def s3_requests(self) -> dict[str, int]:
+        """S3 requests the server has answered so far, by type (GET, PUT, HEAD, LIST, DELETE...),
+        from its Prometheus metrics: every client counted (pyiceberg, Spark's driver and executors)."""
+        import re
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://{HOST}:{self.metrics_port}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        counts: dict[str, int] = {}
+        for m in re.finditer(r'^SeaweedFS_s3_request_seconds_count\{[^}]*type="([^"]+)"[^}]*\} (\S+)$', text, re.M):
+            counts[m.group(1)] = counts.get(m.group(1), 0) + int(float(m.group(2)))
+        return counts
 
     def _create_ledger_bucket(self) -> None:
         from pyarrow.fs import S3FileSystem
