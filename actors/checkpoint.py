@@ -381,6 +381,11 @@ class _CheckpointActor(_RecordStore):
         self._files._delete(key)
         self._mem.pop(key, None)
 
+    def use_storage(self, properties: Mapping[str, str]) -> None:
+        """Reach the folder with these storage properties from now on: the actor outlives the
+        driver that made it, and credentials a catalog vends expire."""
+        self._files = FileCheckpointStore(self._files.location, properties)
+
     def info(self) -> dict[str, Any]:
         return {"directory": self._files.location, "pid": os.getpid(),
                 "started_at": self._started.isoformat(), "keys": sorted(self._mem)}
@@ -434,6 +439,8 @@ class RayCheckpointStore:
         if found != self.directory:
             raise ValueError(f"checkpoint actor {namespace}/{self.name} serves {found}, "
                              f"not {self.directory}; pass another name")
+        if self._properties:  # an actor an earlier driver made holds that driver's credentials
+            self._call("use_storage", self._properties)
 
     def _connect(self) -> Any:
         import ray

@@ -87,3 +87,15 @@ def test_an_unwritable_checkpoint_folder_is_a_config_error_naming_it(tmp_path):
     assert "a-file/ckpt" in str(err.value) and "checkpoint_dir" in str(err.value)
     check_writable(str(tmp_path / "ok"))  # a writable folder: no error, no probe left behind
     assert list((tmp_path / "ok").iterdir()) == []
+
+
+def test_the_checkpoint_actor_takes_fresh_storage_properties_and_keeps_its_records(tmp_path):
+    from actors.checkpoint import _CheckpointActor
+
+    key = run_key(["bf-1"], "uuid-1", "db.t")
+    actor = _CheckpointActor(str(tmp_path / "c"), {"s3.access-key-id": "old"})
+    actor.begin(key, "run-1", [("2024-01", "d1")])
+    actor.use_storage({"s3.access-key-id": "new"})
+    actor.mark(key, "2024-01", "committed", snapshot_id=3)
+    assert FileCheckpointStore(tmp_path / "c").committed(key) == {"2024-01": ("d1", 3)}
+    assert "new" not in str(actor.info()) and "old" not in str(actor.info())
