@@ -41,10 +41,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, cast, runtime_checkable
 
+from backfill.core.locations import is_local, local_path
 from backfill.core.names import CHECKPOINT_ACTOR_NAME, CHECKPOINT_DIRNAME, RAY_NAMESPACE
 from backfill.core.retry import RetryPolicy
 from backfill.core.states import CheckpointState
-from backfill.iceberg.storage import Folder, is_local, local_path, open_folder
+from backfill.iceberg.storage import Folder, open_folder
 
 _FORMAT_VERSION = 1
 _MAX_ERROR_CHARS = 4000

@@ -21,6 +21,7 @@ from typing import Any
 import tomllib
 
 from backfill.core.identifiers import check_identifier, split_table_name
+from backfill.core.locations import is_local, local_path
 from backfill.core.names import CHECKPOINT_DIRNAME, RAY_NAMESPACE
 from backfill.core.retry import RetryPolicy
 from backfill.core.secrets import redact_properties
@@ -109,11 +110,7 @@ class CatalogConfig:
     @property
     def warehouse_path(self) -> Path:
         """Absolute local path of the warehouse (embedded and hadoop catalogs)."""
-        w = self.warehouse
-        if w.startswith("file:"):
-            w = w[len("file:"):].lstrip("/")
-            w = "/" + w
-        return Path(w).expanduser().resolve()
+        return local_path(self.warehouse)
 
     @property
     def warehouse_is_location(self) -> bool:
@@ -253,7 +250,7 @@ class Config:
 
 def _remote(location: str) -> bool:
     """An object-store (or other non-local) URI: ``s3://``, ``gs://``, ``abfs://``, ``hdfs://``."""
-    return "://" in location and not location.startswith("file:")
+    return not is_local(location)
 
 
 def _looks_like_path(warehouse: str) -> bool:

@@ -20,27 +20,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from backfill.core.locations import is_local, local_path
 from backfill.core.secrets import scrub, secret_values
 from backfill.errors import CheckpointUnwritable
 
 if TYPE_CHECKING:
     from pyarrow.fs import FileSystem
-
-#: Location schemes that name this machine's disk.
-_LOCAL_SCHEMES = ("file:",)
-
-
-def is_local(location: str) -> bool:
-    """True for a plain path or a ``file:`` URI; False for ``s3://``, ``gs://``, ``abfs://``..."""
-    return "://" not in location or location.startswith(_LOCAL_SCHEMES)
-
-
-def local_path(location: str) -> Path:
-    """Absolute path of a local location (``file:/x``, ``file:///x`` or a path)."""
-    if location.startswith("file:"):
-        location = "/" + location[len("file:"):].lstrip("/")
-    return Path(location).expanduser().resolve()
-
 
 class Folder(Protocol):
     """Whole-file reads and writes by name inside one folder."""

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -73,6 +74,14 @@ def driver_process(args: list[str], ray_address: str, log: Path, node: Path | No
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
+def wait_for(proc: subprocess.Popen, log: Path, what: Any, timeout: float = 900) -> None:
+    """Until ``what()`` holds; the driver must still be running then (else its log tail)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None and not what():
+        time.sleep(0.2)
+    assert proc.poll() is None and what(), log.read_text()[-3000:]
+
+
 def expected_table(cfg: Config, before: dict, staged: list[dict]) -> dict:
     from bench.reference_model import apply_rule
 
@@ -80,4 +89,4 @@ def expected_table(cfg: Config, before: dict, staged: list[dict]) -> dict:
 
 
 __all__ = ["Decimal", "add_months", "commits_per_partition", "driver_process", "expected_table",
-           "stage_wide_backfill", "table_uuid", "write_toml"]
+           "stage_wide_backfill", "table_uuid", "wait_for", "write_toml"]

@@ -22,6 +22,7 @@ from tests.integration.runner_env import (
     expected_table,
     stage_wide_backfill,
     table_uuid,
+    wait_for,
     write_toml,
 )
 
@@ -121,14 +122,6 @@ def test_partition_actor_killed_mid_merge_is_retried(ray_instance, catalog_servi
     assert all(n == 1 for n in commits_per_partition(catalog, cfg, "bf-kill").values())
 
 
-def _wait_for(proc, log, what, timeout: float = 900) -> None:
-    """Until ``what()`` holds; the driver must still be running then."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None and not what():
-        time.sleep(0.2)
-    assert proc.poll() is None and what(), log.read_text()[-3000:]
-
-
 def test_driver_killed_mid_run_then_resumed(ray_instance, catalog_service, tmp_path):
     import ray
 
@@ -142,7 +135,7 @@ def test_driver_killed_mid_run_then_resumed(ray_instance, catalog_service, tmp_p
                           address, tmp_path / "driver1.log")
     committed_now = lambda: {r["target_partition"] for r in read_rows(catalog, cfg, "audit")  # noqa: E731
                              if r["backfill_id"] == "bf-driver" and r["status"] == "committed"}
-    _wait_for(proc, tmp_path / "driver1.log", lambda: len(committed_now()) >= 2)
+    wait_for(proc, tmp_path / "driver1.log", lambda: len(committed_now()) >= 2)
     committed = committed_now()
     proc.kill()  # SIGKILL: no chance to clean up
     proc.wait(timeout=30)
@@ -179,7 +172,7 @@ def test_stopped_before_it_starts_and_mid_run_then_resumed(ray_instance, catalog
 
     log1 = tmp_path / "driver1.log"
     proc = driver_process(args, address, log1)
-    _wait_for(proc, log1, lambda: "plan: " in log1.read_text())
+    wait_for(proc, log1, lambda: "plan: " in log1.read_text())
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=300) == 7, log1.read_text()[-3000:]
     assert "not started" in log1.read_text()
@@ -189,7 +182,7 @@ def test_stopped_before_it_starts_and_mid_run_then_resumed(ray_instance, catalog
     proc = driver_process(args, address, log2)
     committed = lambda: {r["target_partition"] for r in read_rows(catalog, cfg, "audit")  # noqa: E731
                          if r["backfill_id"] == "bf-stop" and r["status"] == "committed"}
-    _wait_for(proc, log2, lambda: len(committed()) >= 1)
+    wait_for(proc, log2, lambda: len(committed()) >= 1)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=600) == 7, log2.read_text()[-3000:]
     done = committed()

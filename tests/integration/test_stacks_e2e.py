@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from tests.integration.helpers import (
     stack_config,
     with_run,
 )
-from tests.integration.runner_env import ROOT, driver_process, expected_table, write_toml
+from tests.integration.runner_env import ROOT, driver_process, expected_table, wait_for, write_toml
 
 pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.slow]
 
@@ -54,13 +53,6 @@ def _show(args: list[str], code: int, seconds: float, out: str) -> None:
     """What ``pytest -s`` prints of each command: its exit code, time and last line."""
     last = next((line for line in reversed(out.splitlines()) if line.strip()), "")
     print(f"  $ iceberg-backfill {args[0]} ...  -> exit {code} in {seconds:.1f} s: {last.strip()[:150]}")
-
-
-def _wait_for(proc: subprocess.Popen, log: Path, what, timeout: float = 900) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None and not what():
-        time.sleep(0.3)
-    assert proc.poll() is None and what(), log.read_text()[-3000:]
 
 
 def _committed(catalog, cfg) -> set[str]:
@@ -115,7 +107,7 @@ def test_stack_end_to_end(request, ray_instance, stack_fixture, tmp_path):
     # killed after its first commits: the checkpoint is on the store by then
     t0 = time.monotonic()
     proc = driver_process(run, address, node / "driver1.log", node)
-    _wait_for(proc, node / "driver1.log", lambda: len(_committed(catalog, cfg)) >= 2)
+    wait_for(proc, node / "driver1.log", lambda: len(_committed(catalog, cfg)) >= 2)
     store = _checkpoint_store(catalog, cfg)
     keys = [k for k in store.keys() if k.startswith(f"{BID}@")]
     proc.kill()

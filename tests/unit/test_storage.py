@@ -6,7 +6,8 @@ import pytest
 
 from actors.checkpoint import FileCheckpointStore, normal_location, run_key
 from backfill.config import CatalogConfig, Config, RunConfig
-from backfill.iceberg.storage import LocalFolder, ObjectFolder, is_local, open_folder
+from backfill.core.locations import is_local
+from backfill.iceberg.storage import LocalFolder, ObjectFolder, open_folder
 
 
 def _cfg(type_: str, warehouse: str, checkpoint_dir: str | None = None) -> Config:
