@@ -97,12 +97,28 @@ def _other(cfg, shuffle: str, keep: float):
     return dataclasses.replace(cfg, spark=spark, run=dataclasses.replace(cfg.run, keep_warm_seconds=keep))
 
 
+def _settled_free_cpus(seconds: float = 60) -> float:
+    """Free CPUs once Ray's resource view has stopped moving (it lags an actor's exit by a
+    moment: sizing a blocker from a stale view leaves CPUs free that the test thinks taken)."""
+    import ray
+
+    deadline, last = time.monotonic() + seconds, None
+    while time.monotonic() < deadline:
+        now = ray.available_resources().get("CPU", 0.0)
+        if now == last:
+            return now
+        last = now
+        time.sleep(2)
+    raise AssertionError(f"Ray's free CPUs did not settle in {seconds} s (last {last})")
+
+
 def _wait_free_cpus(at_most: float) -> None:
     import ray
 
     deadline = time.monotonic() + 30
     while ray.available_resources().get("CPU", 0.0) > at_most and time.monotonic() < deadline:
         time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0.0) <= at_most, ray.available_resources()
 
 
 def test_idle_sessions_end_on_their_own_and_make_room_only_when_cpus_are_short(ray_instance, catalog_service):
@@ -121,7 +137,7 @@ def test_idle_sessions_end_on_their_own_and_make_room_only_when_cpus_are_short(r
     assert _wait_gone(short_lived, 90), named(NS, WARM_PREFIX)
 
     # CPUs short (a blocker takes all but one): the idle session of other settings is ended
-    free = ray.available_resources().get("CPU", 0.0)
+    free = _settled_free_cpus()
     blocker = ray.remote(num_cpus=free - 1)(_Blocker).remote()
     try:
         ray.get(blocker.ping.remote())
