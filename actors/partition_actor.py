@@ -447,6 +447,7 @@ def one_session(cfg: Config, resolved_catalog: ResolvedCatalog, name: str) -> It
 
     iceberg_runtime_jar(cfg.spark.iceberg_jar)  # fail fast, before the actor starts
     runtime.ensure_ray(cfg)
+    cfg = runtime.sized(cfg, 1)
     make_room(cfg.run.checkpoint_namespace, runtime.session_cpus(cfg))  # idle warm sessions may hold its CPUs
     # one thread more than the statement it runs: progress polls are answered meanwhile
     actor = start_worker(cfg, resolved_catalog.spark_conf(), name, num_cpus=cfg.run.actor_cpus, max_restarts=0,

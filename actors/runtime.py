@@ -8,11 +8,13 @@ executors'), however few cores the machine reports.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
 
 from backfill.config import Config
+from backfill.core.sizing import SessionBudget
 from backfill.errors import EnvironmentProblem
 
 #: Seconds to wait for a TCP answer from a Ray cluster's address before giving up.
@@ -21,8 +23,11 @@ _HOST_PORT = re.compile(r"^(?:ray://)?\[?([A-Za-z0-9_.:-]+?)\]?:(\d{1,5})$")
 
 
 def session_cpus(cfg: Config) -> float:
-    """Ray CPUs one partition actor and its Spark session take (the actor, its executors, one spare)."""
+    """Ray CPUs one partition actor and its Spark session take (the actor, its executors, one
+    spare); ``cfg`` has its executor cores decided (:func:`sized`)."""
     s = cfg.spark
+    if s.executor_cores is None:
+        raise ValueError("executor cores are decided by sized() before sessions are counted")
     return cfg.run.actor_cpus + s.num_executors * s.executor_cores + 1
 
 
@@ -31,10 +36,63 @@ def sessions_for(cfg: Config, merges: int) -> int:
     return -(-min(cfg.max_parallel, merges) // cfg.run.partitions_per_actor)
 
 
+def with_cores(cfg: Config, cores: int) -> Config:
+    return dataclasses.replace(cfg, spark=dataclasses.replace(cfg.spark, executor_cores=cores))
+
+
+def _memory_mib() -> float:
+    """This machine's memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+
+
+def local_budget() -> SessionBudget:
+    """This machine's cores and memory, for a Ray instance that is not a cluster the run
+    connected to (its logical CPUs are sized to fit the sessions: the cores are what count)."""
+    cores = os.cpu_count() or 2
+    # each session's Spark driver (planning, the cold JVM's compiler) needs a core of its own:
+    # measured on 2 cores, 2 executor cores beside it made every run slower (README "Performance")
+    return SessionBudget(free=cores, largest_node=cores, reserved_per_session=1, node_memory_mib=_memory_mib(),
+                         source=f"this machine's {cores} core(s)")
+
+
+def cluster_budget(cfg: Config) -> SessionBudget:
+    """The connected cluster's free CPUs now (each session also needs its actor's CPUs and a
+    spare) and its largest node's memory."""
+    import ray
+
+    available = ray.available_resources()
+    free = float(available.get("CPU", 0.0))
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    return SessionBudget(free=free, largest_node=max((float(n.get("CPU", 0.0)) for n in nodes), default=free),
+                         reserved_per_session=cfg.run.actor_cpus + 1,
+                         node_memory_mib=max((float(n.get("memory", 0.0)) for n in nodes), default=0.0) / 2**20,
+                         source=f"the cluster's {free:g} free CPU(s)")
+
+
+def cpu_budget(cfg: Config) -> SessionBudget:
+    """Where automatically sized sessions take their cores and memory from (a cluster needs
+    Ray connected)."""
+    return cluster_budget(cfg) if cluster_address(cfg) else local_budget()
+
+
+def sized(cfg: Config, sessions: int, budget: SessionBudget | None = None) -> Config:
+    """``cfg`` with ``[spark] executor_cores`` and ``executor_memory`` decided for a run of
+    ``sessions`` sessions: as configured, else the budget's share (:mod:`backfill.core.sizing`)."""
+    s = cfg.spark
+    if s.executor_cores is not None and s.executor_memory is not None:
+        return cfg
+    budget = budget or cpu_budget(cfg)
+    cores = s.executor_cores or budget.executor_cores(sessions, s.num_executors)
+    memory = s.executor_memory or budget.executor_memory(cores)
+    return dataclasses.replace(cfg, spark=dataclasses.replace(s, executor_cores=cores, executor_memory=memory))
+
+
 def local_cpus(cfg: Config) -> int:
-    """CPUs to give a local Ray instance: enough for every session the run may start."""
-    sessions = -(-cfg.max_parallel // cfg.run.partitions_per_actor)
-    return max(os.cpu_count() or 2, int(sessions * session_cpus(cfg)) + 1)
+    """CPUs to give a local Ray instance: enough for every session the run may start, with
+    the cores each gets at any number of sessions up to ``max_parallel``'s."""
+    most = -(-cfg.max_parallel // cfg.run.partitions_per_actor)
+    needed = max(n * session_cpus(sized(cfg, n, local_budget())) for n in range(1, most + 1))
+    return max(os.cpu_count() or 2, int(needed) + 1)
 
 
 def cluster_address(cfg: Config) -> str | None:

@@ -34,8 +34,9 @@ from typing import Any
 from actors.lease import RENEW_SECONDS
 from actors.named import CALL_TIMEOUT_SECONDS, WARM_PREFIX, answers, handles, make_room, named
 from actors.partition_actor import start_worker
-from actors.runtime import session_cpus
+from actors.runtime import cpu_budget, session_cpus, sized, with_cores
 from backfill.config import Config
+from backfill.core.sizing import MAX_AUTO_EXECUTOR_CORES
 from cluster.jars import iceberg_runtime_jar
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,24 @@ def session_key(cfg: Config, catalog_spark_conf: Mapping[str, str]) -> str:
             "jar": str(iceberg_runtime_jar(cfg.spark.iceberg_jar)),
             "actor_cpus": cfg.run.actor_cpus, "threads": cfg.run.partitions_per_actor}
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def sized_for_run(cfg: Config, catalog_spark_conf: Mapping[str, str], sessions: int) -> Config:
+    """``cfg`` with its executors' size decided for a run of ``sessions`` sessions.
+
+    Unset cores are those of a warm session of otherwise the same settings when one is
+    kept (the free CPUs, which it holds, would size a new one smaller and miss it), else
+    the free CPUs' share (:func:`actors.runtime.sized`).
+    """
+    budget = cpu_budget(cfg)
+    if cfg.spark.executor_cores is not None or cfg.run.keep_warm_seconds <= 0:
+        return sized(cfg, sessions, budget)
+    names = named(cfg.run.checkpoint_namespace, WARM_PREFIX)
+    for cores in range(1, MAX_AUTO_EXECUTOR_CORES + 1):
+        candidate = sized(with_cores(cfg, cores), sessions, budget)
+        if any(n.startswith(f"{WARM_PREFIX}{session_key(candidate, catalog_spark_conf)}-") for n in names):
+            return candidate
+    return sized(cfg, sessions, budget)
 
 
 @dataclass(frozen=True)

@@ -142,8 +142,12 @@ class SparkConfig:
     """Shape of each partition actor's RayDP Spark session."""
 
     num_executors: int = 1
-    executor_cores: int = 1
-    executor_memory: str = "1g"
+    #: Cores per executor; unset: this machine's cores (a local Ray) or the cluster's free
+    #: CPUs (a cluster the run connects to), shared among the run's sessions
+    #: (:mod:`backfill.core.sizing`).
+    executor_cores: int | None = None
+    #: Heap per executor ("2g", "768m"); unset: 1 GiB per core within the free memory's share.
+    executor_memory: str | None = None
     #: Path to an iceberg-spark-runtime-3.5_2.12 jar; default: the one from the pinned wheel.
     iceberg_jar: str | None = None
     conf: Mapping[str, str] = field(default_factory=dict)
@@ -275,7 +279,7 @@ def validate(cfg: Config) -> None:
     _validate_tables(cfg)
     _validate_run(cfg.run)
     s = cfg.spark
-    if s.num_executors < 1 or s.executor_cores < 1:
+    if s.num_executors < 1 or (s.executor_cores is not None and s.executor_cores < 1):
         raise ConfigError("spark num_executors and executor_cores must be at least 1")
     _check_catalog_safety(cfg)
 

@@ -149,10 +149,12 @@ class Stack:
         return cfg
 
 
-def _toml(cfg: Config, path: Path, executor_cores: int | None) -> Path:
-    if executor_cores:
-        cfg = dataclasses.replace(cfg, spark=dataclasses.replace(cfg.spark, executor_cores=executor_cores))
-    path.write_text(config_toml(cfg))
+def _toml(cfg: Config, path: Path, executor_cores: int | None, spark_conf: list[str]) -> Path:
+    """The CLI runs' config, with the levers under measurement (``--executor-cores``, ``--spark-conf``)."""
+    extra = dict(item.split("=", 1) for item in spark_conf)
+    spark = dataclasses.replace(cfg.spark, executor_cores=executor_cores or cfg.spark.executor_cores,
+                                conf={**cfg.spark.conf, **extra})
+    path.write_text(config_toml(dataclasses.replace(cfg, spark=spark)))
     return path
 
 
@@ -210,7 +212,7 @@ def run_size(stack: Stack, scale: int, a: argparse.Namespace, work: Path) -> lis
         if name == "script":
             res = timed([sys.executable, str(_script_input(stack, cfg, base, work / f"script_{scale}x"))], log, env)
         else:
-            toml = _toml(cfg, work / f"{name}.toml", a.executor_cores)
+            toml = _toml(cfg, work / f"{name}.toml", a.executor_cores, a.spark_conf)
             cmd = [sys.executable, "-m", "backfill", "backfill", "--config", str(toml), "--backfill-id", BACKFILL_ID]
             run_env = dict(env)
             if name == "cli_cluster_first":  # cold on the cluster at every size: no session of an earlier size
@@ -287,7 +289,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--buckets", type=int, default=8)
     p.add_argument("--scales", type=int, nargs="+", default=[1, 4])
     p.add_argument("--executor-cores", type=int, help="[spark] executor_cores of the CLI runs (default: the tool's)")
-    p.add_argument("--ray-cpus", type=int, default=8, help="logical CPUs of the Ray head for the cluster runs")
+    p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Spark setting of the CLI runs, e.g. spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1 "
+                        "(repeatable)")
+    p.add_argument("--ray-cpus", type=int, default=(os.cpu_count() or 2) + 1,
+                   help="logical CPUs of the Ray head for the cluster runs (default: this machine's cores, as a "
+                        "real node reports them, plus the spare RayDP's master takes while a session starts)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "whole_process.json")
     a = p.parse_args(argv)
     logs = Path(tempfile.mkdtemp(prefix="whole-process-logs-"))
@@ -314,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
                             stack.cfg.catalog.warehouse], cwd=REPO, capture_output=True)
     doc = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
            "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "ray_head_start_seconds": ray_start,
-           "keep_warm_seconds": KEEP_WARM_SECONDS, "results": results}
+           "keep_warm_seconds": KEEP_WARM_SECONDS, "ray_head_cpus": a.ray_cpus,
+           "executor_cores": a.executor_cores or "the tool's default", "spark_conf": a.spark_conf,
+           "results": results}
     a.out.write_text(json.dumps(doc, indent=2) + "\n")
     chart(results, a.out.with_suffix(".png"))
     print("\n".join(table_lines(results)))

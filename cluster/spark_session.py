@@ -112,6 +112,8 @@ def start_spark(app_name: str, conf: Mapping[str, str], spark: SparkConfig) -> S
     not the tested version.
     """
     find_java()
+    if spark.executor_cores is None or spark.executor_memory is None:
+        raise ValueError("the run sizes its executors (actors.runtime.sized) before a session starts")
     raydp_namespace.install()
     import raydp
 

@@ -119,10 +119,18 @@ def _sessions_line(prepared: PreparedRun) -> str:
     s = cfg.spark
     keep = (f"kept warm {cfg.run.keep_warm_seconds:.0f} s after the run" if cfg.run.keep_warm_seconds > 0
             else "ended with the run")
+    sessions = runtime.sessions_for(cfg, merges)
+    if s.executor_cores is None and runtime.cluster_address(cfg):
+        shape = (f"{s.num_executors} executor(s), cores and memory from the cluster's free CPUs "
+                 f"when the run starts ([spark] executor_cores and executor_memory fix them)")
+    else:
+        sized = runtime.sized(cfg, sessions).spark
+        how = (f"{runtime.local_budget().describe(sessions, s.num_executors)}; "
+               if s.executor_cores is None or s.executor_memory is None else "")
+        shape = (f"{s.num_executors} executor(s) x {sized.executor_cores} core(s) x {sized.executor_memory} "
+                 f"({how}{runtime.session_cpus(runtime.sized(cfg, sessions)):g} Ray CPUs each)")
     return (f"would run {merges} MERGE(s), up to {cfg.max_parallel} at once, in up to "
-            f"{runtime.sessions_for(cfg, merges)} Spark session(s) of {s.num_executors} executor(s) x "
-            f"{s.executor_cores} core(s) x {s.executor_memory} ({runtime.session_cpus(cfg):g} Ray CPUs each), "
-            f"{keep}")
+            f"{sessions} Spark session(s) of {shape}, {keep}")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from actors import runtime
 from actors.checkpoint import PartitionCheckpoint
 from actors.executor import RunExecutor
 from actors.metrics import RunMetrics
+from actors.warm import sized_for_run
 from backfill.core.names import MAIN_BRANCH
 from backfill.core.plan import PartitionTask, merge_batches
 from backfill.core.results import CommitStats, PartitionOutcome, RunEnding, RunningMerge, RunResult
@@ -88,8 +89,18 @@ def _execute(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog: 
     if not _connect(prepared, stop):
         return _stopped_before_start(prepared)
     stop.arm()                                  # ray.init replaced the SIGTERM handler
+    prepared = _sized(prepared, resolved_catalog)
     return with_replays(prepared, catalog, report,
                         lambda run: _run_round(run, resolved_catalog, catalog, report, stop, verify))
+
+
+def _sized(prepared: PreparedRun, resolved_catalog: ResolvedCatalog) -> PreparedRun:
+    """The run with its Spark sessions' cores decided, once: a replay keeps them, so it
+    reuses the sessions of the round before."""
+    cfg = prepared.cfg
+    merges = len(merge_batches(list(prepared.plan.tasks), cfg.run.partitions_per_merge, cfg.max_parallel))
+    sized = sized_for_run(cfg, resolved_catalog.spark_conf(), runtime.sessions_for(cfg, merges))
+    return dataclasses.replace(prepared, cfg=sized)
 
 
 def with_replays(prepared: PreparedRun, catalog: Catalog, report: Reporter,
@@ -195,7 +206,10 @@ def _start_line(prepared: PreparedRun, partitions: int, merges: int, warm: int) 
     sessions = runtime.sessions_for(cfg, merges)
     new = max(0, sessions - warm)
     reused = f"reusing {min(warm, sessions)} warm Spark session(s), " if warm else ""
-    starting = f"starting {new} Spark session(s) (RayDP, about 15 s each)" if new else "no session to start"
+    s = cfg.spark
+    starting = (f"starting {new} Spark session(s) of {s.num_executors} executor(s) x {s.executor_cores} core(s) x "
+                f"{s.executor_memory} "
+                "(RayDP, about 15 s each)" if new else "no session to start")
     return (f"applying {partitions} partition(s) in {merges} MERGE(s), up to {cfg.max_parallel} at once; "
             f"{reused}{starting}")
 

@@ -46,9 +46,13 @@ _MAP_SUFFIX = "__updates"
 #: is read. Both give the same rows: the planner's entries are the pinned pending rows.
 LITERAL_SOURCE_MAX_ENTRIES = 20_000
 #: Up to this many accounts the ON clause carries ``t.acct IN (<literals>)``: Iceberg
-#: projects it through bucket(N, acct) to drop untouched buckets' files, and (up to 200
-#: values) checks file and row-group min/max. Above it, no account predicate.
+#: projects it through bucket(N, acct) to drop untouched buckets' files, and checks file
+#: and row-group min/max. Above it, no account predicate.
 ACCT_IN_MAX = 5_000
+#: Values per IN list. Iceberg's InclusiveMetricsEvaluator and Parquet row-group filters
+#: stop using min/max for an IN of more values (their IN_PREDICATE_LIMIT, 200), so a longer
+#: list is split into lists of this size joined with OR, each of which they still check.
+IN_BOUNDS_MAX = 200
 
 
 def _q(name: str) -> str:
@@ -175,7 +179,8 @@ def entries_source_sql(cfg: Config, partitions: str | Sequence[str], entries: Se
 
 
 def account_predicate(cfg: Config, accounts: Iterable[int] | None, alias: str = "t") -> str:
-    """`` AND t.acct IN (...)`` for at most :data:`ACCT_IN_MAX` accounts, else ``""``.
+    """`` AND t.acct IN (...)`` for at most :data:`ACCT_IN_MAX` accounts (lists of
+    :data:`IN_BOUNDS_MAX` joined with OR), else ``""``.
 
     A target-only literal predicate in the ON clause is pushed into the MERGE's scan:
     files of buckets holding none of the accounts are skipped from partition values
@@ -187,8 +192,12 @@ def account_predicate(cfg: Config, accounts: Iterable[int] | None, alias: str = 
     accts = sorted(set(accounts))
     if not accts or len(accts) > ACCT_IN_MAX:
         return ""
-    listed = ", ".join(int_literal(a, "account") for a in accts)
-    return f" AND {alias}.{_q(cfg.tables.account_column)} IN ({listed})"
+    col = f"{alias}.{_q(cfg.tables.account_column)}"
+    lists = [", ".join(int_literal(a, "account") for a in accts[i:i + IN_BOUNDS_MAX])
+             for i in range(0, len(accts), IN_BOUNDS_MAX)]
+    if len(lists) == 1:
+        return f" AND {col} IN ({lists[0]})"
+    return " AND (" + " OR ".join(f"{col} IN ({listed})" for listed in lists) + ")"
 
 
 def updated_array_sql(hc: HistoryColumn, target_alias: str = "t", source_alias: str = "s") -> str:

@@ -78,7 +78,7 @@ def test_domain_modules_import_without_pyspark():
 
 N_INSERTS = 8
 N_SESSIONS = 3
-SPARK = SparkConfig(executor_memory="512m", conf={
+SPARK = SparkConfig(executor_cores=1, executor_memory="512m", conf={
     "spark.driver.memory": "512m",
     "spark.ray.raydp_app_master.extraJavaOptions": "-Xmx256m",
 })

@@ -43,7 +43,11 @@ def _small_config(catalog: CatalogConfig, spark_conf: dict[str, str], namespace:
                            audit_table=f"{namespace}.backfill_audit",
                            history_columns=COLUMNS, window=36, buckets=4),
         catalog=catalog,
-        spark=SparkConfig(executor_memory="768m", conf={"spark.sql.shuffle.partitions": "4", **spark_conf}),
+        # one core, not the machine's share: the same session shape whatever a test's parallelism,
+        # so the warm sessions the tests share fit each other (tests/integration/test_sizing.py
+        # runs the default)
+        spark=SparkConfig(executor_cores=1, executor_memory="768m",
+                          conf={"spark.sql.shuffle.partitions": "4", **spark_conf}),
         run=RunConfig(**{"retry_backoff_seconds": 0.5, "keep_warm_seconds": TEST_KEEP_WARM_SECONDS, **run}),
     ).validated()
 

@@ -29,3 +29,20 @@ def test_the_sessions_a_run_would_start_are_named():
 def test_keep_warm_is_said():
     cfg = dataclasses.replace(Config(), run=RunConfig(keep_warm_seconds=600))
     assert _sessions_line(_prepared(cfg)).endswith("kept warm 600 s after the run")
+
+
+def test_unset_cores_are_this_machines_share_and_the_dry_run_says_so(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cfg = dataclasses.replace(Config(), run=RunConfig(max_parallel=4, partitions_per_actor=2, partitions_per_merge=3))
+    line = _sessions_line(_prepared(cfg))
+    assert line == ("would run 4 MERGE(s), up to 4 at once, in up to 2 Spark session(s) of 1 executor(s) x "
+                    "3 core(s) x 3072m (sized from this machine's 8 core(s) over 2 session(s): 3 core(s) per executor; "
+                    "5 Ray CPUs each), ended with the run")
+
+
+def test_on_a_cluster_the_dry_run_says_cores_are_decided_at_the_start(monkeypatch):
+    cfg = dataclasses.replace(Config(), run=RunConfig(ray_address="10.0.0.1:6379"))
+    line = _sessions_line(_prepared(cfg))
+    assert ("cores and memory from the cluster's free CPUs when the run starts ([spark] executor_cores and "
+            "executor_memory fix them)") in line

@@ -134,3 +134,19 @@ def test_commit_stats_read_one_snapshot_and_refuse_odd_names():
         commit_stats_sql(CFG, 123, "x`; DROP")
     with pytest.raises(InputError):
         commit_stats_sql(CFG, "1; DROP", "month_partition")
+
+
+def test_long_account_lists_are_split_so_min_max_pruning_still_applies():
+    """Iceberg checks bounds only for IN lists of at most 200 values: 450 accounts become
+    three lists (200, 200, 50) joined with OR, each account exactly once, in order."""
+    import re
+
+    from backfill.sql.merge import IN_BOUNDS_MAX, account_predicate
+
+    pred = account_predicate(CFG, range(450, 0, -1))
+    assert pred.startswith(" AND (t.`acct` IN (1, 2,") and pred.endswith("449, 450))")
+    lists = re.findall(r"t\.`acct` IN \(([^)]*)\)", pred)
+    assert [len(x.split(", ")) for x in lists] == [IN_BOUNDS_MAX, IN_BOUNDS_MAX, 50]
+    assert [int(v) for x in lists for v in x.split(", ")] == list(range(1, 451))
+    assert pred.count(" OR ") == 2
+    assert account_predicate(CFG, range(1, IN_BOUNDS_MAX + 1)).count(" IN (") == 1
