@@ -36,6 +36,7 @@ from backfill.iceberg import tables
 from backfill.iceberg.schema import staging_schema
 from bench.data import BenchSize, staged_entries, target_arrow
 from bench.reference_model import apply_rule
+from bench.row_groups import can_hold
 from bench.strategies import DEFAULT, STRATEGIES, baseline_statements, by_name, handwritten_statement
 from bench.worker import BenchWorker
 from cluster.catalog import load_pyiceberg_catalog, resolve_catalog
@@ -231,6 +232,8 @@ class Bench:
         if strategy.sort_by_account:
             ray.get(w.sort_by_account.remote(table))
         state0 = ray.get(w.table_state.remote(table))
+        best = can_hold(self.catalog.load_table(table), ds["tasks"], cfg.tables.month_column,
+                        cfg.tables.account_column)
         tcfg = dataclasses.replace(cfg, tables=dataclasses.replace(cfg.tables, target_table=table))
         statements = None
         if strategy.runner == "baseline":
@@ -296,6 +299,9 @@ class Bench:
             "data_files_written": totals["added-data-files"],
             "delete_files_written": totals["added-delete-files"],
             "bytes_read_spark": res["spark_input_bytes"],
+            "can_hold": best.as_dict(),
+            "read_over_can_hold": (round(res["spark_input_bytes"] / best.bytes_can_hold, 2)
+                                   if res["spark_input_bytes"] and best.bytes_can_hold else None),
             "bytes_removed": totals["removed-files-size"],
             "bytes_written": written,
             "records_written": totals["added-records"],
@@ -337,7 +343,8 @@ def _mb(x: Any) -> str:
 def table_lines(results: list[dict[str, Any]]) -> list[str]:
     head = (f"{'strategy':<22} {'ok':<3} {'wall s':>7} {'xBase':>6} {'xHand':>6} {'MERGEs':>6} "
             f"{'files rd(cow)':>13} {'files wr':>9} {'del wr':>6} {'MB read':>8} {'MB rm':>8} "
-            f"{'MB wr':>8} {'xBase wr':>9} {'wr/floor':>8} {'rows':>6} {'peak GB':>7} {'files after':>11}")
+            f"{'MB wr':>8} {'xBase wr':>9} {'wr/floor':>8} {'rows':>6} {'peak GB':>7} {'files after':>11} "
+            f"{'MB can hold':>11} {'read/can':>8}")
     lines = [head, "-" * len(head)]
     for r in results:
         lines.append(
@@ -347,7 +354,8 @@ def table_lines(results: list[dict[str, Any]]) -> list[str]:
             f"{r['delete_files_written']:>6} {_mb(r['bytes_read_spark']):>8} {_mb(r['bytes_removed']):>8} "
             f"{_mb(r['bytes_written']):>8} {r.get('bytes_written_vs_baseline') or 0:>9.5f} "
             f"{r['written_over_floor'] or 0:>8.2f} {r['rows_updated']:>6} "
-            f"{r['peak_rss_bytes'] / 2**30:>7.2f} {r['files_before']:>5}->{r['files_after']:<5}")
+            f"{r['peak_rss_bytes'] / 2**30:>7.2f} {r['files_before']:>5}->{r['files_after']:<5} "
+            f"{_mb(r['can_hold']['bytes_can_hold']):>11} {r['read_over_can_hold'] or 0:>8.2f}")
     return lines
 
 
@@ -439,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
                 "bytes_removed": "snapshot removed-files-size: bytes of the data files replaced (copy-on-write)",
                 "bytes_written": "snapshot added-files-size: data + delete files/DVs written",
                 "floor_bytes": "rows whose arrays change x average stored bytes per row of the table",
+                "can_hold": "row groups (and their compressed bytes) of the touched partitions' data files "
+                            "whose account min/max can hold an account of that partition's MERGE, before it "
+                            "(bench/row_groups.py): what perfect min/max pruning still reads",
+                "read_over_can_hold": "bytes_read_spark / can_hold.bytes_can_hold (issue 15's target: <= 2)",
                 "rows_updated": "target rows matched by an entry in their window (same for every strategy)",
                 "peak_rss_bytes": "sampled peak RSS of the benchmark actor + its JVM children + RayDP executors",
             },

@@ -33,6 +33,8 @@ def test_tiny_benchmark_verifies_every_strategy_and_writes_results(tmp_path):
         assert r["verified"], r["verify"]
         assert r["verify"]["wrong_affected_rows"] == 0 and r["verify"]["differing_rows"] == 0
         assert r["rows_updated"] > 0 and r["commits"] >= 1
+        best = r["can_hold"]  # every affected partition has files, and one holds an affected account
+        assert best["row_groups"] >= best["row_groups_can_hold"] >= 1 and best["bytes"] >= best["bytes_can_hold"] > 0
     (compacted,) = [r for r in doc["results"] if r["compaction"]]
     assert compacted["strategy"] == doc["default_strategy"]
     assert compacted["compaction"]["verified"] and compacted["compaction"]["delete_files_after"] == 0
@@ -56,3 +58,5 @@ def test_tiny_benchmark_runs_a_variant_by_name_on_a_relaid_table(tmp_path):
     assert result["verified"], result["verify"]
     assert result["rows_updated"] > 0
     assert result["properties"]["write.parquet.bloom-filter-enabled.column.acct"] == "true"
+    best = result["can_hold"]  # sorted into small row groups: some hold no affected account
+    assert best["row_groups"] > best["row_groups_can_hold"] >= 1, best
