@@ -119,7 +119,22 @@ def _runtime_jar() -> str:
 # ---------------------------------------------------------------------------- SeaweedFS
 
 
-class SeaweedStack:
+class _ServerStack:
+    """What both stacks share: one server process in a folder of their own, for a test session."""
+
+    def __init__(self, catalog_name: str, startup_timeout: float) -> None:
+        self.catalog_name = catalog_name
+        self.startup_timeout = startup_timeout
+        self.workdir: Path | None = None
+        self._proc: subprocess.Popen | None = None
+        self.started_seconds: float | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+
+class SeaweedStack(_ServerStack):
     """``weed mini`` on free loopback ports: S3 plus an Iceberg REST catalog (S3 Tables)."""
 
     name = "seaweedfs"
@@ -128,14 +143,10 @@ class SeaweedStack:
     region = "us-east-1"
 
     def __init__(self, catalog_name: str = "seaweed", startup_timeout: float = 90.0) -> None:
-        self.catalog_name = catalog_name
-        self.startup_timeout = startup_timeout
-        self.workdir: Path | None = None
+        super().__init__(catalog_name, startup_timeout)
         self.s3_port = self.iceberg_port = self.metrics_port = 0
-        self._proc: subprocess.Popen | None = None
         self._ports: list[int] = []
         self._key = self._secret = ""
-        self.started_seconds: float | None = None
 
     def __repr__(self) -> str:  # never the secrets
         return f"SeaweedStack(s3={self.s3_endpoint}, catalog={self.catalog_uri}, running={self.running})"
@@ -151,10 +162,6 @@ class SeaweedStack:
     @property
     def warehouse(self) -> str:
         return f"s3://{self.bucket}"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     @property
     def log_path(self) -> Path:
@@ -337,7 +344,7 @@ def _postgres_bin_dir() -> Path | None:
     return Path(found).resolve().parent if found else None
 
 
-class PostgresStack:
+class PostgresStack(_ServerStack):
     """A private PostgreSQL cluster on a free loopback port, serving an Iceberg JDBC catalog.
 
     PostgreSQL refuses to run as root: as root the cluster is created and run as the
@@ -349,20 +356,12 @@ class PostgresStack:
     database = "iceberg"
 
     def __init__(self, catalog_name: str = "pg", startup_timeout: float = 60.0) -> None:
-        self.catalog_name = catalog_name
-        self.startup_timeout = startup_timeout
-        self.workdir: Path | None = None
+        super().__init__(catalog_name, startup_timeout)
         self.port = 0
         self._password = ""
-        self._proc: subprocess.Popen | None = None
-        self.started_seconds: float | None = None
 
     def __repr__(self) -> str:  # never the password
         return f"PostgresStack(port={self.port}, running={self.running})"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     @property
     def pg_dir(self) -> Path:
