@@ -163,7 +163,8 @@ class RunExecutor:
             self.store.mark(self.key, task.partition, CheckpointState.RUNNING, run_id=self.prepared.run_id,
                             run_attempt=attempt)
         return actor.apply.remote(batch, list(self.prepared.backfill_ids), self.prepared.run_id,
-                                  self.prepared.staging_snapshot_id, attempt, self.prepared.branch)
+                                  self.prepared.staging_snapshot_id, attempt, self.prepared.branch,
+                                  staging_is_exact=not self.prepared.resolution.rewrites_staged_rows)
 
 
 def poll_progress(running: Sequence[RunningAttempt]) -> list[RunningMerge]:

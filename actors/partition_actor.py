@@ -37,7 +37,6 @@ from backfill.errors import BackfillError, PermanentError, TransientError
 from backfill.sql.merge import (
     LITERAL_SOURCE_MAX_ENTRIES,
     STATUS_ROWS_PER_STATEMENT,
-    commit_stats_sql,
     entries_source_sql,
     mark_staging_sql,
     matched_rows_sql,
@@ -45,6 +44,7 @@ from backfill.sql.merge import (
     set_status_sql,
     staging_source_sql,
 )
+from cluster.commit_files import commit_stats_by_partition
 from cluster.jars import iceberg_runtime_jar
 from cluster.java_errors import error_for, is_retryable
 from cluster.spark_session import (
@@ -96,6 +96,9 @@ class _Attempt:
     branch: str | None = None
     #: the MERGE statement given by the caller (a SQL script's), else None: built here
     statement: str | None = None
+    #: the run's pending staging rows are exactly its planned entries (no series rule
+    #: took a row or a cell out), so a large batch may read them from staging
+    staging_is_exact: bool = False
 
     def outcome(self, task: PartitionTask, status: AttemptStatus, *, rows_updated: int = 0, missing_rows: int = 0,
                 snapshot_id: int | None = None, stats: CommitStats | None = None, error: str | None = None,
@@ -250,16 +253,17 @@ class PartitionWorker:
 
     def apply(self, batch: MergeBatch, backfill_ids: Sequence[str], run_id: str,
               staging_snapshot_id: int | None, attempt: int, branch: str | None = None,
-              statement: str | None = None) -> list[PartitionOutcome]:
+              statement: str | None = None, staging_is_exact: bool = False) -> list[PartitionOutcome]:
         """Apply every entry of the batch's partitions in one MERGE (on ``branch``, else
         main); one outcome per partition, in batch order. Never raises: a failure is
         every partition's outcome.
 
         ``statement``: the MERGE to run instead of the one built here (``--method sql``
         runs its script's own statement, with the same tags and bookkeeping).
+        ``staging_is_exact``: see :meth:`source_for`.
         """
         att = _Attempt(attempt=attempt, started_at=_now(), actor=self.name, node=self.node, branch=branch,
-                       statement=statement)
+                       statement=statement, staging_is_exact=staging_is_exact)
         if self._lease.keep_warm_seconds > 0 and not self._lease.take(run_id, time.monotonic()):
             lost = f"{self.name} is leased to another run now (this run's lease ran out)"
             return [att.outcome(t, AttemptStatus.FAILED, error=lost, transient=True) for t in batch.tasks]
@@ -288,7 +292,7 @@ class PartitionWorker:
         mor = str(table.properties().get("write.merge.mode") or "") == "merge-on-read"
         matched: dict[str, int] | None = None
         if not mor:
-            matched = self._matched_rows(todo, backfill_ids, staging_snapshot_id, att.branch)
+            matched = self._matched_rows(todo, backfill_ids, staging_snapshot_id, att)
             outcomes.update({t.partition: att.outcome(t, AttemptStatus.NOOP, missing_rows=_accounts(t))
                              for t in todo.tasks if not matched.get(t.partition)})
             todo = todo.without(outcomes)
@@ -311,11 +315,11 @@ class PartitionWorker:
         return outcomes
 
     def _matched_rows(self, batch: MergeBatch, backfill_ids: Sequence[str],
-                      staging_snapshot_id: int | None, branch: str | None) -> dict[str, int]:
+                      staging_snapshot_id: int | None, att: _Attempt) -> dict[str, int]:
         """{partition: target rows the batch's entries match}, counted before a copy-on-write MERGE."""
-        source, accounts = self.source_for(batch, backfill_ids, staging_snapshot_id)
+        source, accounts = self.source_for(batch, backfill_ids, staging_snapshot_id, att.staging_is_exact)
         return {str(p): int(n) for p, n in self.spark.sql(
-            matched_rows_sql(self.cfg, batch.partitions, source, accounts, branch)).collect()}
+            matched_rows_sql(self.cfg, batch.partitions, source, accounts, att.branch)).collect()}
 
     def _merge(self, todo: MergeBatch, backfill_ids: Sequence[str], run_id: str, staging_snapshot_id: int | None,
                table: Any, matched: dict[str, int] | None, att: _Attempt) -> dict[str, PartitionOutcome]:
@@ -326,15 +330,17 @@ class PartitionWorker:
         """
         props = commit_properties([(t.partition, t.digest) for t in todo.tasks], run_id, backfill_ids)
         statement = att.statement or merge_sql(self.cfg, todo.partitions,
-                                               *self.source_for(todo, backfill_ids, staging_snapshot_id),
+                                               *self.source_for(todo, backfill_ids, staging_snapshot_id,
+                                                                att.staging_is_exact),
                                                branch=att.branch)
         t0 = time.monotonic()
         with job_group(self.spark, todo.job_group(att.attempt)):  # the driver polls its progress
             run_with_commit_properties(self.spark, props, lambda: self.spark.sql(statement).collect())
         log.info("partitions %s merged in %.1f s", ",".join(todo.partitions), time.monotonic() - t0)
-        found = self._find_commits(todo.tasks[:1], att.branch, run_id).get(todo.tasks[0].partition)
+        after = self._iceberg_table()  # the table as the commit left it
+        found = self._find_commits(todo.tasks[:1], att.branch, run_id, table=after).get(todo.tasks[0].partition)
         snap, summary = found if found else (None, {})
-        stats = self._stats_by_partition(todo, snap, summary, table)
+        stats = self._stats_by_partition(todo, snap, summary, after)
         outcomes: dict[str, PartitionOutcome] = {}
         for task in todo.tasks:
             st = stats.get(task.partition, CommitStats())
@@ -349,17 +355,14 @@ class PartitionWorker:
         """Each partition's files, bytes and rows in the commit ``snapshot_id``.
 
         A one-partition commit's summary is that partition's. A batch commit's is split
-        by partition from the commit's manifest entries (one small metadata query).
+        by partition from the files the commit added and removed (its own manifests, read
+        through the Java API: no Spark job).
         """
         if snapshot_id is None:
             return {}
         if len(batch.tasks) == 1:
             return {batch.tasks[0].partition: CommitStats.from_summary(summary)}
-        rows = self.spark.sql(commit_stats_sql(self.cfg, snapshot_id, self._month_field(table))).collect()
-        return {str(r[0]): CommitStats(data_files_read=int(r[1]), data_files_written=int(r[2]),
-                                       bytes_read=int(r[3]), bytes_written=int(r[4]),
-                                       records_written=int(r[5]), delete_files_written=int(r[6]))
-                for r in rows}
+        return commit_stats_by_partition(self._jvm(), table, snapshot_id, self._month_field(table))
 
     def _month_field(self, table: Any) -> str:
         """Name of the target's identity partition field on the month column (the spec
@@ -370,17 +373,20 @@ class PartitionWorker:
                 return str(f.name())
         raise ValueError(f"the target is not partitioned by identity({self.cfg.tables.month_column})")
 
-    def source_for(self, batch: MergeBatch, backfill_ids: Sequence[str],
-                   staging_snapshot_id: int | None) -> tuple[str, list[int]]:
+    def source_for(self, batch: MergeBatch, backfill_ids: Sequence[str], staging_snapshot_id: int | None,
+                   staging_is_exact: bool = False) -> tuple[str, list[int]]:
         """The MERGE source for ``batch`` and the accounts it holds.
 
         Small batches (the usual case) inline their planned entries as literals: no
         staging scan, and the account list becomes a pruning predicate. Large ones read
-        the pinned staging snapshot. Both yield exactly the batch's entries.
+        the pinned staging snapshot, but only when ``staging_is_exact`` says its pending
+        rows are the planned entries: after the series rule took rows or cells out, only
+        the entries themselves are the source, however many. Both yield exactly the
+        batch's entries.
         """
         entries = batch.entries
         accounts = sorted({e.acct for e in entries})
-        if entries and len(entries) <= LITERAL_SOURCE_MAX_ENTRIES:
+        if entries and (len(entries) <= LITERAL_SOURCE_MAX_ENTRIES or not staging_is_exact):
             return entries_source_sql(self.cfg, batch.partitions, entries), accounts
         self._refresh(self._staging)
         # narrowed to the batch's months: pending rows of months the request left out

@@ -171,7 +171,8 @@ class BenchWorker(PartitionWorker):
                 def one(batch: MergeBatch) -> list[dict[str, Any]]:
                     return [{"partition": o.partition, "status": o.status, "rows": o.rows_updated,
                              "error": o.error}
-                            for o in self.apply(batch, [backfill_id], f"bench-{table}", staging_snapshot_id, 1)]
+                            for o in self.apply(batch, [backfill_id], f"bench-{table}", staging_snapshot_id, 1,
+                                                staging_is_exact=True)]
                 batches = merge_batches(list(tasks), per_merge, parallel)
                 if parallel > 1:
                     with ThreadPoolExecutor(parallel) as pool:

@@ -91,6 +91,13 @@ class Resolution:
     #: staged values of the run's entries that a later row holds, so not written
     masked: int = 0
 
+    @property
+    def rewrites_staged_rows(self) -> bool:
+        """Whether the entries differ from the run's pending rows as staged (an entry left
+        out, a cell masked). Then a MERGE must take its source from the entries themselves:
+        a read of staging would bring back what the rule took out."""
+        return bool(self.superseded) or self.masked > 0
+
 
 def winners(rows: Iterable[Staged]) -> dict[tuple[int, str, int], Staged]:
     """{(acct, month, column index): the row whose value that cell must end holding}."""

@@ -274,35 +274,6 @@ def matched_rows_sql(cfg: Config, partitions: str | Sequence[str], source_sql: s
     )
 
 
-def commit_stats_sql(cfg: Config, snapshot_id: int, partition_field: str) -> str:
-    """Per partition, what one commit removed and added (its manifest entries).
-
-    A commit that covers several partitions has one summary for all of them; the audit
-    wants each partition's own files, bytes and rows. The ``entries`` metadata table at
-    that snapshot lists the files the commit added (status 1) and removed (status 2),
-    with their partition. The columns follow :meth:`CommitStats.from_summary`:
-    data files removed, data files added, bytes removed, bytes added, records added in
-    data files, delete files added.
-    """
-    snap = int_literal(snapshot_id, "snapshot id")
-    entries = quote_table(cfg.table_parts("target") + ("entries",))
-    part = f"data_file.`partition`.{_q(partition_field)}"
-    removed, added = "status = 2", "status = 1"
-    data, deletes = "data_file.content = 0", "data_file.content <> 0"
-    return (
-        f"SELECT {part} AS partition,\n"
-        f"  count_if({removed} AND {data}),\n"
-        f"  count_if({added} AND {data}),\n"
-        f"  coalesce(sum(CASE WHEN {removed} THEN data_file.file_size_in_bytes END), 0),\n"
-        f"  coalesce(sum(CASE WHEN {added} THEN data_file.file_size_in_bytes END), 0),\n"
-        f"  coalesce(sum(CASE WHEN {added} AND {data} THEN data_file.record_count END), 0),\n"
-        f"  count_if({added} AND {deletes})\n"
-        f"FROM {entries} VERSION AS OF {snap}\n"
-        f"WHERE snapshot_id = {snap} AND status IN (1, 2)\n"
-        f"GROUP BY {part}"
-    )
-
-
 def mark_staging_sql(
     cfg: Config,
     backfill_ids: Sequence[str],

@@ -179,6 +179,7 @@ def test_each_partition_of_a_batch_commit_reports_its_own_rows_and_files(request
         assert total("records_written") == int(summary["added-records"])
         assert total("delete_files_written") == int(summary.get("added-delete-files", 0))
         assert total("data_files_read") == int(summary.get("deleted-data-files", 0))
+        assert total("bytes_read") == int(summary.get("removed-files-size", 0))
 
 
 def test_python_api_under_the_seed_names(e2e, tmp_path):

@@ -265,3 +265,26 @@ def test_rollback_of_an_unpublished_run_drops_its_branch(ray_instance, catalog_s
     assert first.branch not in catalog.load_table(identifier(cfg, "target")).metadata.refs
     assert read_target(catalog, cfg) == before
     assert {r["status"] for r in read_rows(catalog, cfg, "staging") if r["backfill_id"] == "U"} == {"rolled_back"}
+
+
+def test_a_large_older_correction_run_after_a_later_one_keeps_the_later_value(ray_instance, catalog_service):
+    """Above LITERAL_SOURCE_MAX_ENTRIES entries a batch's MERGE read its source from staging,
+    where the run's rows are as staged, before the series rule: the older correction's
+    superseded value was written over the later one (1.00 where 2.00 belongs)."""
+    from backfill.sql.merge import LITERAL_SOURCE_MAX_ENTRIES
+
+    cfg, catalog = _tables(catalog_service, "series_large", months=3)
+    before = read_target(catalog, cfg)
+    # accounts with no target row: they make the batch large without growing the table
+    stage_rows(catalog, cfg, [{"backfill_id": "A", "acct": 10_000_000 + i, "backfill_month": FIRST,
+                               "balance": Decimal("9.00"), "payment": None, "credit_limit": None}
+                              for i in range(LITERAL_SOURCE_MAX_ENTRIES + 1)])
+    _stage(catalog, cfg, "A", "1.00")
+    _stage(catalog, cfg, "B", "2.00")
+    processor = IcebergBackfillProcessor(cfg)
+    assert processor.run(["B"]).succeeded
+    again = processor.run(["A"])
+    assert again.succeeded and again.superseded_entries == 1, again.summary_lines()
+    after = read_target(catalog, cfg)
+    assert diff_tables(after, newest_wins(cfg, before, read_rows(catalog, cfg, "staging"))) == []
+    assert all(_holds({**row, "month_partition": m}, D2) for (a, m), row in after.items() if a == ACCT)

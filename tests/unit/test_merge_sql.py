@@ -124,18 +124,6 @@ def test_matched_rows_are_counted_per_partition():
     assert "t.`month_partition` IN ('2024-05', '2024-06')" in sql
 
 
-def test_commit_stats_read_one_snapshot_and_refuse_odd_names():
-    from backfill.sql.merge import commit_stats_sql
-
-    sql = commit_stats_sql(CFG, 123, "month_partition")
-    assert "VERSION AS OF 123" in sql and "WHERE snapshot_id = 123 AND status IN (1, 2)" in sql
-    assert "`entries`" in sql and "data_file.`partition`.`month_partition`" in sql
-    with pytest.raises(ConfigError):
-        commit_stats_sql(CFG, 123, "x`; DROP")
-    with pytest.raises(InputError):
-        commit_stats_sql(CFG, "1; DROP", "month_partition")
-
-
 def test_long_account_lists_are_split_so_min_max_pruning_still_applies():
     """Iceberg checks bounds only for IN lists of at most 200 values: 450 accounts become
     three lists (200, 200, 50) joined with OR, each account exactly once, in order."""

@@ -40,6 +40,16 @@ def test_an_earlier_row_does_not_mask_and_an_applied_one_is_displaced():
     assert [(d.backfill_id, d.by) for d in res.displaced] == [("A", ("B",))]
 
 
+def test_a_run_whose_entries_differ_from_its_staged_rows_says_so():
+    """A large MERGE may read its source from staging only when staging holds the entries
+    as planned: not after the rule took a row out (superseded) or a cell (masked)."""
+    assert not resolve([row("B", 5, "2.00", None)], [row("A", 0, "1.00", None, status=A)]).rewrites_staged_rows
+    assert resolve([row("A", 0, "1.00", "5.00")], [row("B", 1, "2.00", None)]).rewrites_staged_rows  # masked
+    assert resolve([row("A", 0, "1.00", None)], [row("B", 1, "2.00", None)]).rewrites_staged_rows  # superseded
+    two_ids = resolve([row("A", 0, "1.00", None), row("B", 1, "2.00", None)], [])
+    assert two_ids.rewrites_staged_rows and [e.backfill_id for e in two_ids.entries] == ["B"]
+
+
 def test_partly_replaced_applied_row_is_not_displaced():
     res = resolve([row("B", 5, "2.00", None)], [row("A", 0, "1.00", "7.00", status=A)])
     assert res.displaced == ()
