@@ -89,8 +89,7 @@ def script_items(prepared: PreparedRun) -> list[ScriptItem]:
 def _merge_items(prepared: PreparedRun) -> list[ScriptItem]:
     """One MERGE per partition not already committed, into the run's branch if it has one."""
     cfg, ids, snap = prepared.cfg, list(prepared.backfill_ids), prepared.staging_snapshot_id
-    res = prepared.resolution
-    series_changed = bool(res.masked or res.superseded)
+    series_changed = prepared.resolution.rewrites_staged_rows
     items: list[ScriptItem] = []
     for task in prepared.plan.tasks:
         if task.partition in prepared.already_committed:

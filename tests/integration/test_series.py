@@ -29,6 +29,7 @@ from bench.reference_model import apply_rule
 from tests.integration.helpers import (
     diff_tables,
     make_config,
+    model_entries,
     pyiceberg_catalog,
     read_rows,
     read_target,
@@ -288,3 +289,26 @@ def test_a_large_older_correction_run_after_a_later_one_keeps_the_later_value(ra
     after = read_target(catalog, cfg)
     assert diff_tables(after, newest_wins(cfg, before, read_rows(catalog, cfg, "staging"))) == []
     assert all(_holds({**row, "month_partition": m}, D2) for (a, m), row in after.items() if a == ACCT)
+
+
+def test_a_large_batch_reads_exactly_its_entries_from_staging(ray_instance, catalog_service):
+    """Above LITERAL_SOURCE_MAX_ENTRIES a batch whose pending rows are its entries reads them
+    from the pinned staging snapshot: the table equals the reference model cell by cell, and
+    the pending rows of a month the request left out (``backfill_month``) stay unwritten."""
+    from backfill.sql.merge import LITERAL_SOURCE_MAX_ENTRIES
+
+    cfg, catalog = _tables(catalog_service, "large_exact", months=4, accounts=6)
+    before = read_target(catalog, cfg)
+    second = add_months(FIRST, 1)
+    fillers = [{"backfill_id": "L", "acct": 10_000_000 + i, "backfill_month": FIRST, "balance": Decimal("9.00"),
+                "payment": None, "credit_limit": None} for i in range(LITERAL_SOURCE_MAX_ENTRIES + 1)]
+    real = [{"backfill_id": "L", "acct": a, "backfill_month": m, "balance": Decimal(f"{i}.{j}5"),
+             "payment": Decimal("1.25") if j == 0 else None, "credit_limit": None}
+            for i, a in enumerate(account_ids(6)) for j, m in enumerate((FIRST, second))]
+    stage_rows(catalog, cfg, fillers + real)
+    result = IcebergBackfillProcessor(cfg).run(["L"], backfill_month=FIRST)
+    assert result.succeeded and result.rows_updated == len(before), result.summary_lines()  # every row has one
+    wanted = model_entries(cfg, [r for r in fillers + real if r["backfill_month"] == FIRST])
+    assert diff_tables(read_target(catalog, cfg), apply_rule(before, wanted, cfg.tables.window)) == []
+    pending = {r["backfill_month"] for r in read_rows(catalog, cfg, "staging") if r["status"] == "pending"}
+    assert pending == {second}
