@@ -286,7 +286,8 @@ class IcebergBackfillProcessor:
             resume_from: str | None = None, progress: Progress | None = None) -> RunResult:
         """Validate, plan and apply on Ray partition actors."""
         with StopSignal() as stop:  # a stop while planning counts too
-            prepared = self.prepare(backfill_ids, backfill_month, resume_from)
+            prepared = prepare(self.config, self.catalog, backfill_ids, backfill_month, resume_from,
+                               defer_array_check=True)  # reported before it publishes
             return execute(prepared, self.resolved_catalog, self.catalog, progress, stop)
 
 

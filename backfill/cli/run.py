@@ -59,7 +59,11 @@ def _run_backfill(args: argparse.Namespace, cfg: Config, stop: StopSignal | None
     print(f"opening catalog {cfg.catalog.name!r} ({cfg.catalog.type})", flush=True)
     resolved, catalog = options.catalog_from_config(cfg)
     print("reading and validating the pending staged entries, then planning", flush=True)
-    prepared = prepare(cfg, catalog, args.backfill_id, args.backfill_month, args.resume_from)
+    # a run that will execute does not wait for the array-length check (it reports it
+    # before publishing); a dry run and --method sql print every note of the plan first
+    defer = not args.dry_run and args.method != "sql"
+    prepared = prepare(cfg, catalog, args.backfill_id, args.backfill_month, args.resume_from,
+                       defer_array_check=defer)
     _print_plan(prepared, args.dry_run)
     if args.dry_run:
         if args.report or args.verify:

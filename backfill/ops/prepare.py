@@ -29,7 +29,7 @@ from backfill.iceberg import tables
 from backfill.iceberg.array_lengths import find_overlong, overlong_note
 from backfill.iceberg.staged_entries import read_entries
 from backfill.iceberg.tables import MonthFilter
-from backfill.prepared import PreparedRun, RunRequest
+from backfill.prepared import DeferredNote, PreparedRun, RunRequest
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -70,8 +70,14 @@ def _month_note(backfill_month: MonthFilter) -> str:
 
 
 def prepare(cfg: Config, catalog: Catalog, backfill_ids: Sequence[str], backfill_month: MonthFilter = None,
-            resume_from: str | None = None, run_id: str | None = None) -> PreparedRun:
-    """Validate input and plan the run; raises a BackfillError and writes nothing on bad input."""
+            resume_from: str | None = None, run_id: str | None = None, *,
+            defer_array_check: bool = False) -> PreparedRun:
+    """Validate input and plan the run; raises a BackfillError and writes nothing on bad input.
+
+    ``defer_array_check``: a run about to execute starts the array-length check in the
+    background instead of waiting for it (:class:`backfill.prepared.DeferredNote`); a dry
+    run, ``plan`` and the API's ``prepare`` wait, so their notes are complete.
+    """
     cfg.validated()
     ids = check_request(backfill_ids, backfill_month)
     target = tables.load(catalog, cfg, "target")
@@ -99,10 +105,15 @@ def prepare(cfg: Config, catalog: Catalog, backfill_ids: Sequence[str], backfill
     _check_resumed(plan, committed, resume_from)
     already = {t.partition: committed[(t.partition, t.digest)] for t in plan.tasks
                if (t.partition, t.digest) in committed}
+    later: DeferredNote | None = None
     if cfg.run.check_array_lengths:
-        plan = _with_array_length_notes(plan, target, cfg, [t for t in plan.tasks if t.partition not in already])
+        todo = [t for t in plan.tasks if t.partition not in already]
+        if defer_array_check:
+            later = DeferredNote(lambda: array_length_note(target, cfg, todo), "array length check")
+        elif note := array_length_note(target, cfg, todo):
+            plan = dataclasses.replace(plan, notes=(*plan.notes, note))
     return PreparedRun(cfg, ids, run_id or new_run_id(), plan, read.snapshot_id, already, resolution, branch,
-                       RunRequest(backfill_month, resume_from))
+                       RunRequest(backfill_month, resume_from), later)
 
 
 def resolve_series(staging: Table, read: tables.StagingRead, entries: Sequence[Entry],
@@ -186,11 +197,10 @@ def _check_resumed(plan: Plan, committed: Mapping[tuple[str, str], int], resume_
         "redone) or with an earlier month; nothing was written")
 
 
-def _with_array_length_notes(plan: Plan, target: Table, cfg: Config, tasks: Sequence[PartitionTask]) -> Plan:
-    """``plan`` plus a note naming target arrays already longer than the window, if any."""
+def array_length_note(target: Table, cfg: Config, tasks: Sequence[PartitionTask]) -> str | None:
+    """A note naming target arrays already longer than the window in the rows ``tasks`` touch, if any."""
     found, skipped = find_overlong(target, cfg, tasks)
     note = overlong_note(found, cfg.tables.window, "in rows this run will rewrite") or skipped
-    if not note:
-        return plan
-    log.warning(note)
-    return dataclasses.replace(plan, notes=(*plan.notes, note))
+    if note:
+        log.warning(note)
+    return note

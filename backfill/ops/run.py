@@ -145,6 +145,7 @@ def _run_round(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog
             report.line(_start_line(prepared, len(to_run), len(batches), warm))
         executor.run(batches, book.record_attempt, stop.is_set, on_live=book.live)
         end_live(report)  # the MERGEs are over: no stale live line under what follows
+        book.add_later_note()
         complete = all(t.partition in book.done_partitions() for t in prepared.plan.tasks)
         if complete:
             ending = verify_and_publish(prepared, catalog, report, verify)
@@ -243,6 +244,16 @@ class RunBook:
         self._t0 = time.monotonic()
         self._eta = EtaClock(len(prepared.plan.tasks), prepared.cfg.max_parallel)
         self._metrics = RunMetrics(prepared.backfill_ids, prepared.run_id, len(prepared.plan.tasks))
+        self._later_notes: list[str] = []
+
+    def add_later_note(self) -> None:
+        """The plan's note worked out while the run went on (the array-length check), if
+        any: printed and kept in the result's notes."""
+        later = self.prepared.later_note
+        note = later.result() if later is not None else None
+        if note:
+            self._later_notes.append(note)
+            self._report.line(note)
 
     def record_interrupted(self, lost: Sequence[tuple[str, PartitionOutcome]]) -> None:
         """Audit rows for the attempts an earlier driver had in flight when it died."""
@@ -318,7 +329,7 @@ class RunBook:
 
     def result(self, to_run: Sequence[PartitionTask], ending: RunEnding, stopped: bool) -> RunResult:
         """The run's result; partitions a stop kept from starting are named."""
-        plan, notes = self.prepared.plan, list(self.prepared.plan.notes)
+        plan, notes = self.prepared.plan, [*self.prepared.plan.notes, *self._later_notes]
         attempted = {o.partition for o in self.outcomes}
         not_started = tuple(t.partition for t in to_run if t.partition not in attempted)
         if stopped and not_started:

@@ -125,3 +125,24 @@ def run_stopped_after(cfg: Config, catalog: Any, resolved_catalog: Any, backfill
 
         result = execute(prepare(cfg, catalog, backfill_ids), resolved_catalog, catalog, watch, stop)
     return result, committed
+
+
+def overlong_tables(catalog_service: Any, namespace: str) -> tuple[Config, Any]:
+    """A target whose arrays hold 40 elements (W = 36) for accounts 1 and 2 in 2022-01 and
+    2022-02, and one staged entry (id ``bf-long``, acct 1, 2022-01)."""
+    from backfill.iceberg.schema import target_schema
+    from backfill.iceberg.tables import create_audit, create_staging, create_target, to_arrow
+    from backfill.ops.setup import stage_rows
+
+    cfg = make_config(catalog_service, namespace)
+    catalog = pyiceberg_catalog(cfg)
+    target, _ = create_target(catalog, cfg)
+    create_staging(catalog, cfg)
+    create_audit(catalog, cfg)
+    rows = [{"acct": a, "month_partition": m, "balance_history": [Decimal("1.00")] * 40,
+             "payment_history": None, "limit_history": [Decimal("2.00")] * 3}
+            for a in (1, 2) for m in ("2022-01", "2022-02")]
+    target.append(to_arrow(rows, target_schema(cfg)))
+    stage_rows(catalog, cfg, [{"backfill_id": "bf-long", "acct": 1, "backfill_month": "2022-01",
+                               "balance": Decimal("1.00"), "payment": None, "credit_limit": None}])
+    return cfg, catalog

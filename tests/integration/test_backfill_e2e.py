@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from backfill import run_backfill
+from backfill import IcebergBackfillProcessor, run_backfill
 from backfill.errors import InputError
 from backfill.iceberg.schema import target_schema
 from backfill.iceberg.tables import identifier, to_arrow
@@ -19,6 +19,7 @@ from tests.integration.helpers import (
     diff_tables,
     make_config,
     model_entries,
+    overlong_tables,
     pyiceberg_catalog,
     read_rows,
     read_target,
@@ -264,3 +265,16 @@ def test_verify_passes_then_catches_corrupted_cells(e2e, tmp_path, capsys):
     out = capsys.readouterr().out
     assert ("2023-06 acct=1 balance_history[5]: staged value not at its offset: "
             "expected Decimal('100.00'), found Decimal('999.99')") in out
+
+
+def test_C13_a_run_reports_overlong_arrays_it_checked_while_it_ran(ray_instance, catalog_service):
+    """A run does not wait for the check (it reads the touched files on the driver): the note
+    comes once the MERGEs are done, before publishing, in the result's notes."""
+    cfg, _ = overlong_tables(catalog_service, "e2e_long_run")
+    lines: list[str] = []
+    result = IcebergBackfillProcessor(cfg).run(["bf-long"], progress=lines.append)
+    assert result.succeeded
+    note = [n for n in result.notes if "longer than the window" in n]
+    assert note and note[0].startswith("2 array(s) longer than the window 36 in rows this run will rewrite"), \
+        result.notes
+    assert lines.index(note[0]) < next(i for i, line in enumerate(lines) if line.startswith("published"))

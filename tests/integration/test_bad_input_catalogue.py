@@ -59,7 +59,7 @@ from backfill.iceberg.tables import create_audit, create_target, identifier
 from backfill.ops.prepare import prepare
 from backfill.ops.sample_data import SampleSpec
 from backfill.ops.setup import setup_tables, stage_rows
-from tests.integration.helpers import COLUMNS, make_config, pyiceberg_catalog, snapshot_ids
+from tests.integration.helpers import COLUMNS, make_config, overlong_tables, pyiceberg_catalog, snapshot_ids
 
 pytestmark = [pytest.mark.spark]
 
@@ -252,20 +252,7 @@ def test_C12_target_lacking_a_configured_column(env):
 @pytest.fixture(scope="module")
 def overlong(catalog_service):
     """A target whose arrays hold 40 elements (W = 36) and one staged entry."""
-    from backfill.iceberg.schema import target_schema
-    from backfill.iceberg.tables import create_staging, to_arrow
-
-    cfg = make_config(catalog_service, "badcat_long")
-    catalog = pyiceberg_catalog(cfg)
-    target, _ = create_target(catalog, cfg)
-    create_staging(catalog, cfg)
-    create_audit(catalog, cfg)
-    rows = [{"acct": a, "month_partition": m, "balance_history": [D("1.00")] * 40,
-             "payment_history": None, "limit_history": [D("2.00")] * 3}
-            for a in (1, 2) for m in ("2022-01", "2022-02")]
-    target.append(to_arrow(rows, target_schema(cfg)))
-    _stage(catalog, cfg, "bf-long", [{"acct": 1, "backfill_month": "2022-01"}])
-    return cfg, catalog
+    return overlong_tables(catalog_service, "badcat_long")
 
 
 def test_C13_overlong_arrays_are_reported_before_a_run(overlong, capsys):

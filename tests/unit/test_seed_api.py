@@ -345,7 +345,7 @@ def fake_run(monkeypatch):
         return result
 
     monkeypatch.setattr(options, "catalog_from_config", lambda cfg: (None, None))
-    monkeypatch.setattr(cli_run, "prepare", lambda *a: prepared)
+    monkeypatch.setattr(cli_run, "prepare", lambda *a, **kw: prepared)
     monkeypatch.setattr(cli_run, "execute", execute)
     monkeypatch.setattr(cli_run, "load_audit_rows", lambda cat, cfg, bid, run_id: calls.append(run_id) or [])
     return SimpleNamespace(calls=calls, result=result)
