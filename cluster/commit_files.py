@@ -15,26 +15,20 @@ delete files), records added in data files, delete files added.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import fields
 from typing import Any
 
 from backfill.core.results import CommitStats
 
 
-@dataclass
-class _Tally:
-    data_files_read: int = 0
-    data_files_written: int = 0
-    bytes_read: int = 0
-    bytes_written: int = 0
-    records_written: int = 0
-    delete_files_written: int = 0
-
-    def stats(self) -> CommitStats:
-        return CommitStats(data_files_read=self.data_files_read, data_files_written=self.data_files_written,
-                           bytes_read=self.bytes_read, bytes_written=self.bytes_written,
-                           records_written=self.records_written, delete_files_written=self.delete_files_written)
+def _stats(tally: Counter[str]) -> CommitStats:
+    """The CommitStats of one partition's counts (keyed by CommitStats' field names)."""
+    names = {f.name for f in fields(CommitStats)}
+    if set(tally) - names:
+        raise ValueError(f"not CommitStats fields: {sorted(set(tally) - names)}")
+    return CommitStats(**{name: tally[name] for name in names})
 
 
 def _each(java_iterable: Any) -> Iterator[Any]:
@@ -61,37 +55,37 @@ def commit_stats_by_partition(jvm: Any, table: Any, snapshot_id: int, partition_
             positions[spec_id] = _position(table.specs().get(spec_id), partition_field)
         return str(f.partition().get(positions[spec_id], any_class))
 
-    tallies: dict[str, _Tally] = {}
+    tallies: dict[str, Counter[str]] = {}
 
-    def each_file(files: Any, count: Callable[[_Tally, Any], None]) -> None:
+    def each_file(files: Any, count: Callable[[Counter[str], Any], None]) -> None:
         for f in _each(files):
-            count(tallies.setdefault(partition_of(f), _Tally()), f)
+            count(tallies.setdefault(partition_of(f), Counter()), f)
 
     each_file(snap.addedDataFiles(io), _added_data)
     each_file(snap.addedDeleteFiles(io), _added_deletes)
     each_file(snap.removedDataFiles(io), _removed_data)
     each_file(snap.removedDeleteFiles(io), _removed_deletes)
-    return {part: t.stats() for part, t in tallies.items()}
+    return {part: _stats(t) for part, t in tallies.items()}
 
 
-def _added_data(t: _Tally, f: Any) -> None:
-    t.data_files_written += 1
-    t.bytes_written += int(f.fileSizeInBytes())
-    t.records_written += int(f.recordCount())
+def _added_data(t: Counter[str], f: Any) -> None:
+    t["data_files_written"] += 1
+    t["bytes_written"] += int(f.fileSizeInBytes())
+    t["records_written"] += int(f.recordCount())
 
 
-def _added_deletes(t: _Tally, f: Any) -> None:
-    t.delete_files_written += 1
-    t.bytes_written += int(f.fileSizeInBytes())
+def _added_deletes(t: Counter[str], f: Any) -> None:
+    t["delete_files_written"] += 1
+    t["bytes_written"] += int(f.fileSizeInBytes())
 
 
-def _removed_data(t: _Tally, f: Any) -> None:
-    t.data_files_read += 1
-    t.bytes_read += int(f.fileSizeInBytes())
+def _removed_data(t: Counter[str], f: Any) -> None:
+    t["data_files_read"] += 1
+    t["bytes_read"] += int(f.fileSizeInBytes())
 
 
-def _removed_deletes(t: _Tally, f: Any) -> None:
-    t.bytes_read += int(f.fileSizeInBytes())
+def _removed_deletes(t: Counter[str], f: Any) -> None:
+    t["bytes_read"] += int(f.fileSizeInBytes())
 
 
 def _position(spec: Any, partition_field: str) -> int:

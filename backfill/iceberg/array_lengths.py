@@ -1,11 +1,13 @@
-"""History arrays already longer than the window: found before a run, reported, never lengthened.
+"""History arrays already longer than the window: found by the plan, reported, never lengthened.
 
 The update rule never grows an array past W, but a target may already hold longer arrays
 (an older loader, a changed window). The MERGE keeps their length and writes only inside
 the window, so they never get worse; they are still a sign of bad source data that the
-user should hear about *before* a run rewrites partitions, not only from ``verify``
-afterwards. The check reads only the rows the run will touch (its accounts in its
-partitions, array columns only), through pyiceberg with file pruning on both columns.
+user should hear about before main changes, not only from ``verify`` afterwards: a dry
+run prints it with the plan, a run (which never stops for it) works it out in the
+background and prints it before it publishes. The check reads only the rows the run will
+touch (its accounts in its partitions, array columns only), through pyiceberg with file
+pruning on both columns.
 """
 
 from __future__ import annotations
