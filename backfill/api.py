@@ -278,16 +278,18 @@ class IcebergBackfillProcessor:
         self.catalog: Catalog = cluster.catalog.load_pyiceberg_catalog(self.resolved_catalog)
 
     def prepare(self, backfill_ids: Sequence[str], backfill_month: MonthFilter = None,
-                resume_from: str | None = None) -> PreparedRun:
-        """Validate and plan (no write). ``backfill_month``: one month, or ``{id: month or None}``."""
-        return prepare(self.config, self.catalog, backfill_ids, backfill_month, resume_from)
+                resume_from: str | None = None, *, defer_array_check: bool = False) -> PreparedRun:
+        """Validate and plan (no write). ``backfill_month``: one month, or ``{id: month or None}``.
+        ``defer_array_check``: see :func:`backfill.ops.prepare.prepare` (a run passes True)."""
+        return prepare(self.config, self.catalog, backfill_ids, backfill_month, resume_from,
+                       defer_array_check=defer_array_check)
 
     def run(self, backfill_ids: Sequence[str], backfill_month: MonthFilter = None,
             resume_from: str | None = None, progress: Progress | None = None) -> RunResult:
         """Validate, plan and apply on Ray partition actors."""
         with StopSignal() as stop:  # a stop while planning counts too
-            prepared = prepare(self.config, self.catalog, backfill_ids, backfill_month, resume_from,
-                               defer_array_check=True)  # reported before it publishes
+            prepared = self.prepare(backfill_ids, backfill_month, resume_from,
+                                    defer_array_check=True)  # reported before it publishes
             return execute(prepared, self.resolved_catalog, self.catalog, progress, stop)
 
 
