@@ -115,7 +115,7 @@ class RunExecutor:
         if self._on_live is None or now - self._last_live < LIVE_SECONDS:
             return
         self._last_live = now
-        self._on_live(poll_progress(running))
+        self._on_live(poll_progress(running, self.prepared.run_id))
 
     def mark_staging(self, months: Sequence[str], status: StagingStatus, reason: str | None = None) -> None:
         """Move the run's pending staging rows of ``months`` to ``status`` (on an actor's session)."""
@@ -167,13 +167,13 @@ class RunExecutor:
                                   staging_is_exact=not self.prepared.resolution.rewrites_staged_rows)
 
 
-def poll_progress(running: Sequence[RunningAttempt]) -> list[RunningMerge]:
+def poll_progress(running: Sequence[RunningAttempt], run_id: str) -> list[RunningMerge]:
     """The Spark progress of each attempt in flight; None for an actor that did not answer in
     time (still starting its Spark session, or too busy)."""
     import ray
     from ray.exceptions import GetTimeoutError, RayError
 
-    refs = [r.actor.spark_progress.remote(r.batch.job_group(r.attempt)) for r in running]
+    refs = [r.actor.spark_progress.remote(r.batch.job_group(run_id, r.attempt)) for r in running]
     ready, _ = ray.wait(refs, num_returns=len(refs), timeout=POLL_TIMEOUT_SECONDS)
     done = set(ready)
     now = datetime.now(timezone.utc)

@@ -126,6 +126,7 @@ class PartitionWorker:
 
         self.name = name
         jar = iceberg_runtime_jar(cfg.spark.iceberg_jar)
+        self._engine = cfg.spark.engine  # what to stop: a lease never changes it (the session key holds it)
         self.spark = start_spark(name, spark_conf(catalog_spark_conf, cfg.spark, jar), cfg.spark)
         # host and Ray node id: several simulated nodes may share one host
         self.node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}"
@@ -173,7 +174,7 @@ class PartitionWorker:
             time.sleep(IDLE_CHECK_SECONDS)
         log.info("%s idle for %.0f s: ending its Spark session", self.name, self._lease.keep_warm_seconds)
         try:
-            stop_spark()
+            stop_spark(self._engine)
         finally:
             ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
@@ -334,7 +335,7 @@ class PartitionWorker:
                                                                 att.staging_is_exact),
                                                branch=att.branch)
         t0 = time.monotonic()
-        with job_group(self.spark, todo.job_group(att.attempt)):  # the driver polls its progress
+        with job_group(self.spark, todo.job_group(run_id, att.attempt)):  # the driver polls its progress
             run_with_commit_properties(self.spark, props, lambda: self.spark.sql(statement).collect())
         log.info("partitions %s merged in %.1f s", ",".join(todo.partitions), time.monotonic() - t0)
         after = self._iceberg_table()  # the table as the commit left it
@@ -427,7 +428,7 @@ class PartitionWorker:
             return SparkProgress()
 
     def shutdown(self) -> None:
-        stop_spark()
+        stop_spark(self._engine)
 
 
 def start_worker(cfg: Config, catalog_spark_conf: Mapping[str, str], name: str, /, *worker_args: Any,
@@ -449,11 +450,11 @@ def start_worker(cfg: Config, catalog_spark_conf: Mapping[str, str], name: str, 
 
 @contextmanager
 def one_session(cfg: Config, resolved_catalog: ResolvedCatalog, name: str) -> Iterator[Any]:
-    """One partition actor (a RayDP Spark session) for statements run in order; always ended."""
+    """One partition actor (a Spark session) for statements run in order; always ended."""
 
     iceberg_runtime_jar(cfg.spark.iceberg_jar)  # fail fast, before the actor starts
     runtime.ensure_ray(cfg)
-    cfg = runtime.sized(cfg, 1)
+    cfg = runtime.sized(runtime.with_engine(cfg), 1)
     make_room(cfg.run.checkpoint_namespace, runtime.session_cpus(cfg))  # idle warm sessions may hold its CPUs
     # one thread more than the statement it runs: progress polls are answered meanwhile
     actor = start_worker(cfg, resolved_catalog.spark_conf(), name, num_cpus=cfg.run.actor_cpus, max_restarts=0,

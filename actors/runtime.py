@@ -13,13 +13,21 @@ import os
 import re
 import socket
 
-from backfill.config import Config
+from backfill.config import ENGINE_AUTO, ENGINE_LOCAL, ENGINE_RAYDP, Config
 from backfill.core.sizing import SessionBudget
 from backfill.errors import EnvironmentProblem
 
 #: Seconds to wait for a TCP answer from a Ray cluster's address before giving up.
 CONNECT_TIMEOUT_SECONDS = 5.0
 _HOST_PORT = re.compile(r"^(?:ray://)?\[?([A-Za-z0-9_.:-]+?)\]?:(\d{1,5})$")
+#: How the run's lines name a session of each engine.
+ENGINE_NAMES = {ENGINE_RAYDP: "RayDP", ENGINE_LOCAL: "local"}
+#: About how long a session of each engine takes to start on an idle machine (the run's
+#: start line says it; measured on 2 cores, README "Performance").
+ENGINE_START_SECONDS = {ENGINE_RAYDP: 15, ENGINE_LOCAL: 3}
+#: GCS address of the local Ray instance this process started (:func:`ensure_ray`), if any:
+#: what ``[spark] engine = "auto"`` asks, since only such a run is alone on its machine.
+_own_instance: str | None = None
 
 
 def session_cpus(cfg: Config) -> float:
@@ -138,3 +146,30 @@ def ensure_ray(cfg: Config) -> None:
         # "local": a new instance even when `ray start` left a cluster on this machine (Ray
         # would attach to it, and then refuse num_cpus); a cluster is named by its address
         ray.init(address="local", num_cpus=local_cpus(cfg), include_dashboard=False, log_to_driver=False)
+        global _own_instance
+        _own_instance = ray.get_runtime_context().gcs_address
+
+
+def engine_for(cfg: Config) -> str:
+    """The Spark engine a run's sessions use: ``[spark] engine`` when it names one; for
+    "auto", local when the run has (or will start) a Ray instance of its own on this machine,
+    RayDP when it joins a cluster or a Ray that someone else started (``ray job submit``,
+    the Python API on a cluster head). Measured on one machine in README "Performance":
+    RayDP's app master and executor JVMs beside the actor's own only compete for its cores."""
+    if cfg.spark.engine != ENGINE_AUTO:
+        return cfg.spark.engine
+    if cluster_address(cfg):
+        return ENGINE_RAYDP
+    import ray
+
+    if not ray.is_initialized():
+        return ENGINE_LOCAL  # ensure_ray will start one for this run
+    return ENGINE_LOCAL if ray.get_runtime_context().gcs_address == _own_instance else ENGINE_RAYDP
+
+
+def with_engine(cfg: Config) -> Config:
+    """``cfg`` with ``[spark] engine`` decided (:func:`engine_for`), once, on the driver: the
+    actors get a concrete engine, and warm sessions of another engine are never reused."""
+    engine = engine_for(cfg)
+    return cfg if engine == cfg.spark.engine else dataclasses.replace(
+        cfg, spark=dataclasses.replace(cfg.spark, engine=engine))

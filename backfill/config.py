@@ -25,6 +25,7 @@ from backfill.core.locations import is_local, local_path
 from backfill.core.names import CHECKPOINT_DIRNAME, RAY_NAMESPACE
 from backfill.core.retry import RetryPolicy
 from backfill.core.secrets import redact_properties
+from backfill.core.sizing import memory_mib
 from backfill.errors import CatalogUnsafeError, ConfigError
 
 _SEED_VALUE_COLUMNS = (
@@ -139,8 +140,13 @@ class CatalogConfig:
 
 @dataclass(frozen=True)
 class SparkConfig:
-    """Shape of each partition actor's RayDP Spark session."""
+    """Shape of each partition actor's Spark session."""
 
+    #: Where a session's executors run: "raydp" (Spark on Ray: executors are Ray actors,
+    #: on any node), "local" (Spark inside the partition actor's own JVM, on that actor's
+    #: node) or "auto": local when the run starts its own Ray on this machine, where RayDP
+    #: would only add JVMs on the same cores; RayDP when it joins a cluster.
+    engine: str = "auto"
     num_executors: int = 1
     #: Cores per executor; unset: this machine's cores (a local Ray) or the cluster's free
     #: CPUs (a cluster the run connects to), shared among the run's sessions
@@ -281,6 +287,13 @@ def validate(cfg: Config) -> None:
     s = cfg.spark
     if s.num_executors < 1 or (s.executor_cores is not None and s.executor_cores < 1):
         raise ConfigError("spark num_executors and executor_cores must be at least 1")
+    if s.engine not in SPARK_ENGINES:
+        raise ConfigError(f"spark engine must be one of {', '.join(SPARK_ENGINES)}, got {s.engine!r}")
+    if s.executor_memory is not None:
+        try:
+            memory_mib(s.executor_memory)
+        except ValueError as exc:
+            raise ConfigError(f"spark executor_memory: {exc}") from None
     _check_catalog_safety(cfg)
 
 
@@ -375,6 +388,9 @@ def _check_catalog_safety(cfg: Config) -> None:
 
 
 WRITE_MODES = ("merge-on-read", "copy-on-write")
+#: ``[spark] engine`` values (see :class:`SparkConfig`); the first two name a session's real kind.
+ENGINE_RAYDP, ENGINE_LOCAL, ENGINE_AUTO = "raydp", "local", "auto"
+SPARK_ENGINES = (ENGINE_RAYDP, ENGINE_LOCAL, ENGINE_AUTO)
 
 #: TOML types accepted for a field annotated with each scalar type (bool is not an int here).
 _SCALARS: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}

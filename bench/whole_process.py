@@ -16,6 +16,13 @@ staged entries, one after another on an otherwise quiet machine:
 - ``cli_cluster_first``: the same command against a running Ray head (``ray start --head``,
   timed apart) with ``--keep-warm``: what a cluster's first run costs.
 - ``cli_warm``: the next run right after it on another copy, reusing that warm session.
+- ``floor_cold`` and ``floor_warm``: the least any Spark-based tool could do, to tell
+  whether a target is reachable at all. One fresh ``python`` process with the script's
+  local[2] session runs the tool's own batched MERGE (every partition in one statement,
+  from staging, with its account predicate) and nothing else: no Ray, no planning, no
+  audit, branch or staging update. ``floor_cold`` is its time from launch to the end of
+  that MERGE; ``floor_warm`` is the same statement run next, in the same now warm JVM, on
+  another copy: the MERGE alone, as a lower bound on any warm run (not a whole process).
 
 Every contender's table is checked cell by cell against ``bench.reference_model`` for the
 affected accounts and against the base for every other row before its time counts. Besides
@@ -41,11 +48,21 @@ from typing import Any
 
 import pyarrow as pa
 
-from backfill.config import DEFAULT_HISTORY_COLUMNS, CatalogConfig, Config, SparkConfig, TableConfig, config_toml
+from backfill.config import (
+    DEFAULT_HISTORY_COLUMNS,
+    ENGINE_AUTO,
+    SPARK_ENGINES,
+    CatalogConfig,
+    Config,
+    SparkConfig,
+    TableConfig,
+    config_toml,
+)
 from backfill.core.entries import validate_rows
-from backfill.core.plan import plan_run
+from backfill.core.plan import Plan, plan_run
 from backfill.iceberg import tables
 from backfill.iceberg.schema import staging_schema
+from backfill.sql.merge import merge_sql, staging_source_sql
 from bench.data import BenchSize, staged_entries, target_arrow
 from bench.reference_model import apply_rule
 from bench.strategies import handwritten_statement
@@ -55,25 +72,31 @@ from cluster.spark_session import spark_conf
 
 REPO = Path(__file__).resolve().parent.parent
 BACKFILL_ID = "bf-bench"
-CONTENDERS = ("script", "cli_cold", "cli_cluster_first", "cli_warm")
+CONTENDERS = ("script", "floor_cold", "floor_warm", "cli_cold", "cli_cluster_first", "cli_warm")
+#: Contenders whose figures come out of one ``floor`` process (see the module docstring).
+FLOORS = ("floor_cold", "floor_warm")
 KEEP_WARM_SECONDS = 900
 #: The ``ray`` command of this interpreter's environment.
 RAY = str(Path(sys.executable).parent / "ray")
 
-#: The hand-written alternative: a local[2] pyspark session, one MERGE per partition.
+#: The hand-written alternative and the floor: a local[2] pyspark session running labelled
+#: MERGEs in order (the script: one per partition; the floor: the tool's batched MERGE on
+#: one copy, then on another), each reported as it ends.
 SCRIPT = textwrap.dedent("""
-    import json, sys
+    import json, sys, time
     from pyspark.sql import SparkSession
     conf, statements = json.load(open(sys.argv[1]))
     builder = SparkSession.builder.master("local[2]").appName("handwritten-backfill")
     for k, v in conf.items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
-    for i, statement in enumerate(statements, 1):
+    for label, statement in statements:
+        t0 = time.monotonic()
         spark.sql(statement).collect()
-        print(f"MERGE {i}/{len(statements)} done", flush=True)
+        print(f"{label} done: MERGE {time.monotonic() - t0:.2f} s", flush=True)
     spark.stop()
 """)
+
 
 
 def _log(msg: str) -> None:
@@ -87,21 +110,24 @@ def _free_port() -> int:
 
 
 def timed(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``cmd`` as its own process; wall time, first-line time and longest gap between lines."""
+    """Run ``cmd`` as its own process; wall time, first-line time and longest gap between lines
+    (``_lines``: each line with its time since launch, for the caller, not for the JSON)."""
     t0 = time.monotonic()
     stamps: list[float] = []
+    lines: list[tuple[float, str]] = []
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None
         for line in proc.stdout:
             stamps.append(time.monotonic() - t0)
+            lines.append((stamps[-1], line))
             out.write(f"[{stamps[-1]:7.1f}s] {line}")
         code = proc.wait()
     wall = time.monotonic() - t0
     gaps = [b - a for a, b in zip([0.0, *stamps], [*stamps, wall], strict=True)]
     return {"exit_code": code, "wall_seconds": round(wall, 1),
             "first_line_seconds": round(stamps[0], 1) if stamps else None,
-            "longest_silence_seconds": round(max(gaps), 1), "log": str(log)}
+            "longest_silence_seconds": round(max(gaps), 1), "log": str(log), "_lines": lines}
 
 
 class Stack:
@@ -149,11 +175,12 @@ class Stack:
         return cfg
 
 
-def _toml(cfg: Config, path: Path, executor_cores: int | None, spark_conf: list[str]) -> Path:
-    """The CLI runs' config, with the levers under measurement (``--executor-cores``, ``--spark-conf``)."""
-    extra = dict(item.split("=", 1) for item in spark_conf)
-    spark = dataclasses.replace(cfg.spark, executor_cores=executor_cores or cfg.spark.executor_cores,
-                                conf={**cfg.spark.conf, **extra})
+def _toml(cfg: Config, path: Path, a: argparse.Namespace) -> Path:
+    """The CLI runs' config, with the levers under measurement (``--executor-cores``,
+    ``--spark-conf``, ``--spark-engine``)."""
+    extra = dict(item.split("=", 1) for item in a.spark_conf)
+    spark = dataclasses.replace(cfg.spark, executor_cores=a.executor_cores or cfg.spark.executor_cores,
+                                conf={**cfg.spark.conf, **extra}, engine=a.spark_engine)
     path.write_text(config_toml(dataclasses.replace(cfg, spark=spark)))
     return path
 
@@ -207,12 +234,17 @@ def run_size(stack: Stack, scale: int, a: argparse.Namespace, work: Path) -> lis
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = []
     for name in CONTENDERS:
+        if name == "floor_warm":  # measured by the floor_cold process
+            continue
         cfg = cfgs[name]
         log = work / f"{name}_{scale}x.log"
+        if name == "floor_cold":
+            out += _floors(stack, cfgs, base, work / f"floor_{scale}x", env, check, scale)
+            continue
         if name == "script":
             res = timed([sys.executable, str(_script_input(stack, cfg, base, work / f"script_{scale}x"))], log, env)
         else:
-            toml = _toml(cfg, work / f"{name}.toml", a.executor_cores, a.spark_conf)
+            toml = _toml(cfg, work / f"{name}.toml", a)
             cmd = [sys.executable, "-m", "backfill", "backfill", "--config", str(toml), "--backfill-id", BACKFILL_ID]
             run_env = dict(env)
             if name == "cli_cluster_first":  # cold on the cluster at every size: no session of an earlier size
@@ -224,24 +256,91 @@ def run_size(stack: Stack, scale: int, a: argparse.Namespace, work: Path) -> lis
             else:
                 run_env.pop("RAY_ADDRESS", None)
             res = timed(cmd, log, run_env)
-        res.update(check(cfg) if res["exit_code"] == 0 else {"verified": False})
-        res.update(contender=name, scale=scale, rows=base["rows"], data_mb=round(base["data_bytes"] / 1e6, 1),
-                   entries=len(base["srows"]))
-        _log(f"{name} {scale}x: {res['wall_seconds']} s, exit {res['exit_code']}, "
-             f"{'verified' if res['verified'] else 'NOT VERIFIED'}; first line {res['first_line_seconds']} s, "
-             f"longest silence {res['longest_silence_seconds']} s")
-        out.append(res)
+        out.append(_counted(res, name, cfg, check, scale, base))
     return out
+
+
+def _counted(res: dict[str, Any], name: str, cfg: Config, check: Any, scale: int,
+             base: dict[str, Any]) -> dict[str, Any]:
+    """``res`` checked cell by cell and labelled; logged."""
+    res.pop("_lines", None)
+    res.update(check(cfg) if res["exit_code"] == 0 else {"verified": False})
+    res.update(contender=name, scale=scale, rows=base["rows"], data_mb=round(base["data_bytes"] / 1e6, 1),
+               entries=len(base["srows"]))
+    _log(f"{name} {scale}x: {res['wall_seconds']} s, exit {res['exit_code']}, "
+         f"{'verified' if res['verified'] else 'NOT VERIFIED'}; first line {res['first_line_seconds']} s, "
+         f"longest silence {res['longest_silence_seconds']} s")
+    return res
+
+
+def _floors(stack: Stack, cfgs: dict[str, Config], base: dict[str, Any], path: Path, env: dict[str, str],
+            check: Any, scale: int) -> list[dict[str, Any]]:
+    """floor_cold and floor_warm from one process: launch to the end of the first batched
+    MERGE, then the second MERGE alone (see the module docstring)."""
+    script = _floor_input(stack, cfgs, base, path)
+    res = timed([sys.executable, str(script)], path.with_suffix(".log"), env)
+    seconds = floor_seconds(res["_lines"])
+    out = []
+    for name in FLOORS:
+        one = {k: v for k, v in res.items() if k != "_lines"}
+        if name in seconds:
+            one["wall_seconds"] = seconds[name]
+        else:  # its MERGE never finished: not a figure
+            one["exit_code"] = one["exit_code"] or 1
+        out.append(_counted(one, name, cfgs[name], check, scale, base))
+    return out
+
+
+def floor_seconds(lines: list[tuple[float, str]]) -> dict[str, float]:
+    """The floors' figures from the floor process's stamped lines: ``floor_cold`` is the
+    launch-to-done time of the first MERGE's line, ``floor_warm`` the second MERGE's own time.
+
+    >>> floor_seconds([(1.3, "WARN ..."), (16.6, "floor_cold done: MERGE 13.44 s"),
+    ...                (21.9, "floor_warm done: MERGE 5.30 s")])
+    {'floor_cold': 16.6, 'floor_warm': 5.3}
+    """
+    out: dict[str, float] = {}
+    for stamp, line in lines:
+        name, sep, rest = line.partition(" done: MERGE ")
+        if sep and name in FLOORS:
+            out[name] = round(stamp if name == "floor_cold" else float(rest.split()[0]), 1)
+    return out
+
+
+def _floor_input(stack: Stack, cfgs: dict[str, Config], base: dict[str, Any], path: Path) -> Path:
+    """The floor script and its input: the tool's batched statement over every partition, per copy."""
+    conf = _session_conf(stack, cfgs["floor_cold"])
+    accounts = sorted({r["acct"] for r in base["srows"]})
+    statements = []
+    for name in FLOORS:
+        cfg = cfgs[name]
+        partitions = [t.partition for t in _plan(stack, cfg, base).tasks]
+        statements.append((name, merge_sql(cfg, partitions, staging_source_sql(cfg, partitions, [BACKFILL_ID]),
+                                           accounts)))
+    path.with_suffix(".json").write_text(json.dumps([conf, statements]))
+    path.with_suffix(".py").write_text(SCRIPT.replace("sys.argv[1]", repr(str(path.with_suffix(".json")))))
+    return path.with_suffix(".py")
+
+
+def _plan(stack: Stack, cfg: Config, base: dict[str, Any]) -> Plan:
+    target = stack.catalog.load_table(tables.identifier(cfg, "target"))
+    entries = validate_rows(base["srows"], [h.value_column for h in cfg.tables.history_columns])
+    return plan_run(entries, tables.partitions(target, cfg.tables.month_column), cfg.tables.window)
+
+
+def _session_conf(stack: Stack, cfg: Config) -> dict[str, str]:
+    """The hand-written side's Spark settings: the tool's catalog and jar, a local[2] driver of 2 GB."""
+    conf = spark_conf(stack.resolved.spark_conf(), cfg.spark, iceberg_runtime_jar(cfg.spark.iceberg_jar))
+    conf["spark.driver.memory"] = "2g"
+    return conf
 
 
 def _script_input(stack: Stack, cfg: Config, base: dict[str, Any], path: Path) -> Path:
     """The hand-written script and its input (session settings, one MERGE per partition)."""
-    target = stack.catalog.load_table(tables.identifier(cfg, "target"))
-    entries = validate_rows(base["srows"], [h.value_column for h in cfg.tables.history_columns])
-    plan = plan_run(entries, tables.partitions(target, cfg.tables.month_column), cfg.tables.window)
-    conf = spark_conf(stack.resolved.spark_conf(), cfg.spark, iceberg_runtime_jar(cfg.spark.iceberg_jar))
-    conf["spark.driver.memory"] = "2g"
-    statements = [handwritten_statement(cfg, t.partition, BACKFILL_ID) for t in plan.tasks]
+    conf = _session_conf(stack, cfg)
+    tasks = _plan(stack, cfg, base).tasks
+    statements = [(f"{t.partition} ({i}/{len(tasks)})", handwritten_statement(cfg, t.partition, BACKFILL_ID))
+                  for i, t in enumerate(tasks, 1)]
     path.with_suffix(".json").write_text(json.dumps([conf, statements]))
     path.with_suffix(".py").write_text(SCRIPT.replace("sys.argv[1]", repr(str(path.with_suffix(".json")))))
     return path.with_suffix(".py")
@@ -292,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
                    help="a Spark setting of the CLI runs, e.g. spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1 "
                         "(repeatable)")
+    p.add_argument("--spark-engine", choices=list(SPARK_ENGINES), default=ENGINE_AUTO,
+                   help="[spark] engine of the CLI runs (default: the tool's, auto: local for the cold run that "
+                        "starts its own Ray, RayDP for the runs that join the Ray head)")
     p.add_argument("--ray-cpus", type=int, default=(os.cpu_count() or 2) + 1,
                    help="logical CPUs of the Ray head for the cluster runs (default: this machine's cores, as a "
                         "real node reports them, plus the spare RayDP's master takes while a session starts)")
@@ -323,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
            "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "ray_head_start_seconds": ray_start,
            "keep_warm_seconds": KEEP_WARM_SECONDS, "ray_head_cpus": a.ray_cpus,
            "executor_cores": a.executor_cores or "the tool's default", "spark_conf": a.spark_conf,
+           "spark_engine": a.spark_engine,
            "results": results}
     a.out.write_text(json.dumps(doc, indent=2) + "\n")
     chart(results, a.out.with_suffix(".png"))

@@ -1,11 +1,13 @@
-"""One RayDP (Spark on Ray) session per partition actor, plus Iceberg commit tagging.
+"""One Spark session per partition actor, RayDP (Spark on Ray) or local, plus Iceberg commit tagging.
 
 Why the shape: RayDP allows one session per process, so each partition actor calls
 ``start_spark`` once and ``stop_spark`` when done. Several actors of one Ray job may hold
 sessions at the same time; ``cluster.raydp_namespace`` keeps their JVM app masters apart
 and ``start_spark`` gives every session a unique app name (RayDP names its master actor
-after it). pyspark and raydp are imported inside the functions so that the domain
-package imports, and its unit tests run, without Java.
+after it). A local session (``[spark] engine``) runs its tasks in the actor's own Spark
+JVM instead: one JVM where RayDP starts three, for a run alone on one machine.
+pyspark and raydp are imported inside the functions so that the domain package imports,
+and its unit tests run, without Java.
 
 ``run_with_commit_properties`` is how a MERGE's Iceberg snapshot records which backfill,
 run and partition wrote it: Iceberg 1.10 on Spark 3.5 has no SQL-level snapshot
@@ -25,9 +27,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from backfill.config import SparkConfig
+from backfill.config import ENGINE_LOCAL, ENGINE_RAYDP, SparkConfig
 from backfill.core.names import ICEBERG_EXTENSIONS
 from backfill.core.results import SparkProgress
+from backfill.core.sizing import MIB_PER_CORE, memory_mib
 from backfill.errors import EnvironmentProblem
 from cluster import raydp_namespace
 from cluster.java import find_java
@@ -105,7 +108,8 @@ def unique_app_name(app_name: str) -> str:
 
 
 def start_spark(app_name: str, conf: Mapping[str, str], spark: SparkConfig) -> SparkSession:
-    """Start this process's RayDP session (Ray must be initialised) and return it.
+    """Start this process's Spark session of ``spark.engine`` and return it (Ray must be
+    initialised for RayDP).
 
     ``conf`` is normally ``spark_conf(...)``. Raises EnvironmentProblem when Java is missing
     (:func:`cluster.java.find_java`: JAVA_HOME first, then PATH) or the installed RayDP is
@@ -114,6 +118,11 @@ def start_spark(app_name: str, conf: Mapping[str, str], spark: SparkConfig) -> S
     find_java()
     if spark.executor_cores is None or spark.executor_memory is None:
         raise ValueError("the run sizes its executors (actors.runtime.sized) before a session starts")
+    if spark.engine == ENGINE_LOCAL:
+        return _start_local(unique_app_name(app_name), conf, spark)
+    if spark.engine != ENGINE_RAYDP:
+        raise ValueError(f"the run decides the engine (actors.runtime.with_engine) before a session starts, "
+                         f"got {spark.engine!r}")
     raydp_namespace.install()
     import raydp
 
@@ -133,8 +142,40 @@ def start_spark(app_name: str, conf: Mapping[str, str], spark: SparkConfig) -> S
     return session
 
 
-def stop_spark() -> None:
-    """Stop this process's RayDP session (Spark driver, app master, executors), if any."""
+def local_settings(spark: SparkConfig, conf: Mapping[str, str]) -> dict[str, str]:
+    """A local session's master and heap: the cores of its executors plus the one RayDP's
+    app master would take, all as task threads of the one JVM; a heap that holds every
+    executor's share plus the driver's own (unless ``spark.driver.memory`` is set)."""
+    if spark.executor_cores is None or spark.executor_memory is None:
+        raise ValueError("the run sizes its executors (actors.runtime.sized) before a session starts")
+    threads = spark.num_executors * spark.executor_cores + 1
+    heap = spark.num_executors * memory_mib(spark.executor_memory) + MIB_PER_CORE
+    return {"spark.master": f"local[{threads}]", "spark.driver.memory": conf.get("spark.driver.memory", f"{heap}m")}
+
+
+def _start_local(name: str, conf: Mapping[str, str], spark: SparkConfig) -> SparkSession:
+    """A local-mode session in this process's own JVM (see :func:`local_settings`)."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(name)
+    for key, value in {**conf, **local_settings(spark, conf)}.items():
+        builder = builder.config(key, value)
+    started = time.monotonic()
+    session = builder.getOrCreate()
+    log.info("local Spark session %s started in %.1f s", name, time.monotonic() - started)
+    return session
+
+
+def stop_spark(engine: str) -> None:
+    """Stop this process's session of ``engine`` (RayDP: Spark driver, app master,
+    executors), if any."""
+    if engine == ENGINE_LOCAL:
+        from pyspark import SparkContext
+
+        active = SparkContext._active_spark_context
+        if active is not None:
+            active.stop()
+        return
     import raydp
 
     raydp.stop_spark(cleanup_data=True)

@@ -112,6 +112,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         run__keep_warm_seconds=getattr(args, "keep_warm", None),
         run__write_audit_publish=False if getattr(args, "no_wap", False) else None,
         spark__iceberg_jar=getattr(args, "iceberg_jar", None),
+        spark__engine=getattr(args, "spark_engine", None),
     )
     if getattr(args, "catalog_uri", None):
         cfg = dataclasses.replace(cfg, catalog=dataclasses.replace(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import backfill.cli.options as options
 from actors import runtime
 from backfill.cli.progress import reporter_for
-from backfill.config import Config
+from backfill.config import SPARK_ENGINES, Config
 from backfill.core.plan import merge_batches
 from backfill.core.results import RunResult
 from backfill.errors import ConfigError, ExitCode, RunFailed, RunStopped, VerificationFailed
@@ -134,7 +134,7 @@ def _sessions_line(prepared: PreparedRun) -> str:
         shape = (f"{s.num_executors} executor(s) x {sized.executor_cores} core(s) x {sized.executor_memory} "
                  f"({how}{runtime.session_cpus(runtime.sized(cfg, sessions)):g} Ray CPUs each)")
     return (f"would run {merges} MERGE(s), up to {cfg.max_parallel} at once, in up to "
-            f"{sessions} Spark session(s) of {shape}, {keep}")
+            f"{sessions} {runtime.ENGINE_NAMES[runtime.engine_for(cfg)]} Spark session(s) of {shape}, {keep}")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -247,6 +247,9 @@ def _register_backfill(sub: Any) -> None:
                    help="keep the Spark sessions this long after the run for the next run to reuse "
                         "(default 0: end them; see `iceberg-backfill sessions`)")
     p.add_argument("--iceberg-jar", help="path to iceberg-spark-runtime-3.5_2.12 jar (default: bundled)")
+    p.add_argument("--spark-engine", choices=list(SPARK_ENGINES),
+                   help="raydp: executors as Ray actors; local: Spark in the partition actor's own JVM; auto "
+                        "(default): local when the run starts its own Ray, RayDP when it joins a cluster")
     p.add_argument("--method", choices=["merge", "sql"], default="merge",
                    help="merge: partition actors (default); sql: run the generate-sql script in one session")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit without writing")

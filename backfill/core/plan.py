@@ -67,11 +67,12 @@ class MergeBatch:
         """Every entry any partition of the batch applies, once (the MERGE's source rows)."""
         return tuple(sorted({e for t in self.tasks for e in t.entries}))
 
-    def job_group(self, attempt: int) -> str:
-        """The Spark job group of this batch's attempt: how its MERGE's progress is found
-        among the other MERGEs sharing one Spark session."""
+    def job_group(self, run_id: str, attempt: int) -> str:
+        """The Spark job group of this batch's attempt in run ``run_id``: how its MERGE's
+        progress is found among the other MERGEs sharing one Spark session, including those
+        of earlier runs a warm session served (Spark keeps a group's jobs for the session's life)."""
         first, last = self.partitions[0], self.partitions[-1]
-        return f"merge-{first}" + (f"..{last}" if last != first else "") + f"-attempt-{attempt}"
+        return f"merge-{run_id}-{first}" + (f"..{last}" if last != first else "") + f"-attempt-{attempt}"
 
     def without(self, partitions: Iterable[str]) -> MergeBatch | None:
         """The batch minus ``partitions`` (those already done), or None if nothing is left."""

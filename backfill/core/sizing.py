@@ -21,6 +21,17 @@ MIB_PER_CORE = 1024
 MIN_EXECUTOR_MIB = 512
 
 
+_UNITS = {"k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
+
+
+def memory_mib(text: str) -> int:
+    """A JVM/Spark memory string ("768m", "2g", "1t", "4096k") in MiB; ValueError otherwise."""
+    value = text.strip().lower().removesuffix("b")
+    if len(value) < 2 or value[-1] not in _UNITS or not value[:-1].isdigit():
+        raise ValueError(f"{text!r} is not a memory size such as '768m' or '2g'")
+    return int(int(value[:-1]) * _UNITS[value[-1]])
+
+
 @dataclass(frozen=True)
 class SessionBudget:
     """The CPUs a run may give its Spark sessions, the memory of its largest node, and where

@@ -97,7 +97,7 @@ def _execute(prepared: PreparedRun, resolved_catalog: ResolvedCatalog, catalog: 
 def _sized(prepared: PreparedRun, resolved_catalog: ResolvedCatalog) -> PreparedRun:
     """The run with its Spark sessions' cores decided, once: a replay keeps them, so it
     reuses the sessions of the round before."""
-    cfg = prepared.cfg
+    cfg = runtime.with_engine(prepared.cfg)
     merges = len(merge_batches(list(prepared.plan.tasks), cfg.run.partitions_per_merge, cfg.max_parallel))
     sized = sized_for_run(cfg, resolved_catalog.spark_conf(), runtime.sessions_for(cfg, merges))
     return dataclasses.replace(prepared, cfg=sized)
@@ -209,8 +209,8 @@ def _start_line(prepared: PreparedRun, partitions: int, merges: int, warm: int) 
     reused = f"reusing {min(warm, sessions)} warm Spark session(s), " if warm else ""
     s = cfg.spark
     starting = (f"starting {new} Spark session(s) of {s.num_executors} executor(s) x {s.executor_cores} core(s) x "
-                f"{s.executor_memory} "
-                "(RayDP, about 15 s each)" if new else "no session to start")
+                f"{s.executor_memory} ({runtime.ENGINE_NAMES[s.engine]}, about "
+                f"{runtime.ENGINE_START_SECONDS[s.engine]} s each)" if new else "no session to start")
     return (f"applying {partitions} partition(s) in {merges} MERGE(s), up to {cfg.max_parallel} at once; "
             f"{reused}{starting}")
 

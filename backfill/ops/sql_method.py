@@ -103,7 +103,7 @@ def _merge(actor: object, name: str, prepared: PreparedRun, item: ScriptItem, bo
             attempt, prepared.branch, item.statement)
         running = [RunningAttempt(actor, name, batch, attempt, datetime.now(timezone.utc))]
         while not ray.wait([ref], timeout=LIVE_SECONDS)[0]:  # a live line while the MERGE runs
-            book.live(poll_progress(running))
+            book.live(poll_progress(running, prepared.run_id))
         outcome: PartitionOutcome = ray.get(ref)[0]
         book.record(outcome)
         if outcome.ok or not policy.should_retry(attempt, outcome.transient):

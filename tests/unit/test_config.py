@@ -51,6 +51,8 @@ max_parallel = 4
     ("[run]\nkeep_warm_seconds = -1", "keep_warm_seconds must be between 0 and 86400"),
     ("[run]\nkeep_warm_seconds = 100000", "keep_warm_seconds must be between 0 and 86400"),
     ("[run]\nkeep_warm_seconds = nan", "keep_warm_seconds must be between 0 and 86400"),
+    ("[spark]\nengine = \"yarn\"", "spark engine must be one of raydp, local, auto, got 'yarn'"),
+    ("[spark]\nexecutor_memory = \"lots\"", "spark executor_memory: 'lots' is not a memory size"),
 ])
 def test_bad_config_is_named(tmp_path, toml, match):
     f = tmp_path / "c.toml"
@@ -133,3 +135,13 @@ def test_config_toml_reads_back_to_the_same_config(tmp_path):
     f.write_text(config_toml(cfg))
     assert load_config(f) == cfg
     assert config_toml(Config()) == "\n"  # defaults: nothing to write
+
+
+def test_the_spark_engine_reaches_the_config_from_the_command_line_and_is_auto_by_default():
+    from backfill import cli
+    from backfill.cli import options
+
+    args = cli.build_parser().parse_args(["backfill", "--backfill-id", "b"])
+    assert options.config_from_args(args).spark.engine == "auto"
+    args = cli.build_parser().parse_args(["backfill", "--backfill-id", "b", "--spark-engine", "local"])
+    assert options.config_from_args(args).spark.engine == "local"

@@ -19,10 +19,11 @@ def _prepared(cfg: Config) -> SimpleNamespace:
 
 
 def test_the_sessions_a_run_would_start_are_named():
-    cfg = dataclasses.replace(Config(), spark=SparkConfig(num_executors=2, executor_cores=3, executor_memory="4g"),
+    cfg = dataclasses.replace(Config(), spark=SparkConfig(engine="raydp", num_executors=2, executor_cores=3,
+                                                          executor_memory="4g"),
                               run=RunConfig(max_parallel=4, partitions_per_actor=2, partitions_per_merge=3))
     line = _sessions_line(_prepared(cfg))
-    assert line == ("would run 4 MERGE(s), up to 4 at once, in up to 2 Spark session(s) of 2 executor(s) x "
+    assert line == ("would run 4 MERGE(s), up to 4 at once, in up to 2 RayDP Spark session(s) of 2 executor(s) x "
                     "3 core(s) x 4g (8 Ray CPUs each), ended with the run")
 
 
@@ -36,7 +37,8 @@ def test_unset_cores_are_this_machines_share_and_the_dry_run_says_so(monkeypatch
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     cfg = dataclasses.replace(Config(), run=RunConfig(max_parallel=4, partitions_per_actor=2, partitions_per_merge=3))
     line = _sessions_line(_prepared(cfg))
-    assert line == ("would run 4 MERGE(s), up to 4 at once, in up to 2 Spark session(s) of 1 executor(s) x "
+    # a run alone on this machine: "auto" is a local session (no RayDP JVMs beside the actor's)
+    assert line == ("would run 4 MERGE(s), up to 4 at once, in up to 2 local Spark session(s) of 1 executor(s) x "
                     "3 core(s) x 3072m (sized from this machine's 8 core(s) over 2 session(s): 3 core(s) per executor; "
                     "5 Ray CPUs each), ended with the run")
 
@@ -46,3 +48,4 @@ def test_on_a_cluster_the_dry_run_says_cores_are_decided_at_the_start(monkeypatc
     line = _sessions_line(_prepared(cfg))
     assert ("cores and memory from the cluster's free CPUs when the run starts ([spark] executor_cores and "
             "executor_memory fix them)") in line
+    assert " RayDP Spark session(s) " in line  # "auto" on a cluster the run joins

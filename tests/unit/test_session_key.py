@@ -26,6 +26,7 @@ def test_tables_and_run_options_do_not_change_the_key():
 
 @pytest.mark.parametrize("change", [
     {"spark": SparkConfig(executor_memory="8g")},
+    {"spark": SparkConfig(engine="local")},  # a local session is never lent to a RayDP run, nor back
     {"spark": SparkConfig(conf={"spark.sql.shuffle.partitions": "7"})},
     {"run": RunConfig(partitions_per_actor=3)},
     {"run": RunConfig(actor_cpus=2.0)},
