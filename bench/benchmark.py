@@ -28,7 +28,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from backfill.config import DEFAULT_HISTORY_COLUMNS, CatalogConfig, Config, RunConfig, SparkConfig, TableConfig
+from backfill.config import (
+    DEFAULT_HISTORY_COLUMNS,
+    ENGINE_RAYDP,
+    CatalogConfig,
+    Config,
+    RunConfig,
+    SparkConfig,
+    TableConfig,
+)
 from backfill.core.entries import validate_rows
 from backfill.core.months import parse_month
 from backfill.core.plan import merge_batches, plan_run
@@ -96,7 +104,8 @@ class Bench:
                                history_columns=DEFAULT_HISTORY_COLUMNS[:a.columns], window=36,
                                buckets=a.buckets),
             catalog=catalog,
-            spark=SparkConfig(executor_memory=a.executor_memory, executor_cores=a.executor_cores,
+            # the strategies share one RayDP session, and memory is sampled from its executor actors
+            spark=SparkConfig(engine=ENGINE_RAYDP, executor_memory=a.executor_memory, executor_cores=a.executor_cores,
                               conf={"spark.sql.shuffle.partitions": "4",
                                     "spark.driver.memory": "2g", **stack_conf}),
             run=RunConfig(),

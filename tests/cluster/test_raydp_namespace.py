@@ -89,7 +89,7 @@ def test_three_sessions_side_by_side_in_one_job(ray_instance, _pickle_this_modul
             from backfill.config import SparkConfig
             from cluster.spark_session import start_spark
 
-            cfg = SparkConfig(executor_cores=1, executor_memory="512m", conf={
+            cfg = SparkConfig(engine="raydp", executor_cores=1, executor_memory="512m", conf={
                 "spark.driver.memory": "512m",
                 "spark.ray.raydp_app_master.extraJavaOptions": "-Xmx256m",
             })
@@ -102,7 +102,7 @@ def test_three_sessions_side_by_side_in_one_job(ray_instance, _pickle_this_modul
         def stop(self) -> None:
             from cluster.spark_session import stop_spark
 
-            stop_spark()
+            stop_spark("raydp")
 
     actors = [Session.remote() for _ in range(3)]
     try:

@@ -78,7 +78,7 @@ def test_domain_modules_import_without_pyspark():
 
 N_INSERTS = 8
 N_SESSIONS = 3
-SPARK = SparkConfig(executor_cores=1, executor_memory="512m", conf={
+SPARK = SparkConfig(engine="raydp", executor_cores=1, executor_memory="512m", conf={
     "spark.driver.memory": "512m",
     "spark.ray.raydp_app_master.extraJavaOptions": "-Xmx256m",
 })
@@ -158,7 +158,7 @@ def sessions(ray_instance, catalog_conf):
         def stop(self) -> None:
             from cluster.spark_session import stop_spark
 
-            stop_spark()
+            stop_spark("raydp")
 
     actors = [Session.remote() for _ in range(N_SESSIONS)]
     try:
