@@ -138,6 +138,11 @@ class CatalogConfig:
         return bool(impls & NON_ATOMIC_CATALOG_IMPLS)
 
 
+#: ``[spark] engine`` values (see :class:`SparkConfig`); the first two name a session's real kind.
+ENGINE_RAYDP, ENGINE_LOCAL, ENGINE_AUTO = "raydp", "local", "auto"
+SPARK_ENGINES = (ENGINE_RAYDP, ENGINE_LOCAL, ENGINE_AUTO)
+
+
 @dataclass(frozen=True)
 class SparkConfig:
     """Shape of each partition actor's Spark session."""
@@ -146,7 +151,7 @@ class SparkConfig:
     #: on any node), "local" (Spark inside the partition actor's own JVM, on that actor's
     #: node) or "auto": local when the run starts its own Ray on this machine, where RayDP
     #: would only add JVMs on the same cores; RayDP when it joins a cluster.
-    engine: str = "auto"
+    engine: str = ENGINE_AUTO
     num_executors: int = 1
     #: Cores per executor; unset: this machine's cores (a local Ray) or the cluster's free
     #: CPUs (a cluster the run connects to), shared among the run's sessions
@@ -388,9 +393,6 @@ def _check_catalog_safety(cfg: Config) -> None:
 
 
 WRITE_MODES = ("merge-on-read", "copy-on-write")
-#: ``[spark] engine`` values (see :class:`SparkConfig`); the first two name a session's real kind.
-ENGINE_RAYDP, ENGINE_LOCAL, ENGINE_AUTO = "raydp", "local", "auto"
-SPARK_ENGINES = (ENGINE_RAYDP, ENGINE_LOCAL, ENGINE_AUTO)
 
 #: TOML types accepted for a field annotated with each scalar type (bool is not an int here).
 _SCALARS: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from types import SimpleNamespace
+
 import pytest
 
+import actors.runtime
 from backfill.cli import options
 
 
@@ -29,3 +33,30 @@ def traps(monkeypatch):
     monkeypatch.setattr(actors.runtime, "ensure_ray", trap("ensure_ray"))
     monkeypatch.setattr(ray, "init", trap("ray.init"))
     return calls
+
+
+class _FakeRay:
+    """The two questions ``actors.runtime.engine_for`` asks Ray: is it initialised, and what
+    is its GCS address. A unit test must not depend on whether the integration tests of the
+    same pytest process left a Ray instance running."""
+
+    def __init__(self, address: str | None) -> None:
+        self.address = address
+
+    def is_initialized(self) -> bool:
+        return self.address is not None
+
+    def get_runtime_context(self) -> SimpleNamespace:
+        return SimpleNamespace(gcs_address=self.address)
+
+
+@pytest.fixture
+def ray_at(monkeypatch):
+    """``ray_at(address, own=None)``: Ray as ``engine_for`` sees it (None: not initialised;
+    ``own``: the address of the instance this process started), no RAY_ADDRESS."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+    def connect(address: str | None, own: str | None = None) -> None:
+        monkeypatch.setitem(sys.modules, "ray", _FakeRay(address))
+        monkeypatch.setattr(actors.runtime, "_own_instance", own)
+    return connect

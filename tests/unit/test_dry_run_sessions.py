@@ -32,9 +32,9 @@ def test_keep_warm_is_said():
     assert _sessions_line(_prepared(cfg)).endswith("kept warm 600 s after the run")
 
 
-def test_unset_cores_are_this_machines_share_and_the_dry_run_says_so(monkeypatch):
+def test_unset_cores_are_this_machines_share_and_the_dry_run_says_so(monkeypatch, ray_at):
     monkeypatch.setattr("os.cpu_count", lambda: 8)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray_at(None)  # no Ray yet: the run would start its own
     cfg = dataclasses.replace(Config(), run=RunConfig(max_parallel=4, partitions_per_actor=2, partitions_per_merge=3))
     line = _sessions_line(_prepared(cfg))
     # a run alone on this machine: "auto" is a local session (no RayDP JVMs beside the actor's)

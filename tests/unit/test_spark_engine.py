@@ -7,8 +7,6 @@ cluster, or a Ray someone else started, the design's RayDP sessions stay the rul
 from __future__ import annotations
 
 import dataclasses
-import sys
-from types import SimpleNamespace
 
 import pytest
 
@@ -20,29 +18,6 @@ from cluster.spark_session import local_settings
 
 def _cfg(engine: str = "auto", **run) -> Config:
     return dataclasses.replace(Config(), spark=SparkConfig(engine=engine), run=RunConfig(**run))
-
-
-class _FakeRay:
-    """The two questions engine_for asks Ray: is it initialised, and what is its GCS address."""
-
-    def __init__(self, address: str | None) -> None:
-        self.address = address
-
-    def is_initialized(self) -> bool:
-        return self.address is not None
-
-    def get_runtime_context(self) -> SimpleNamespace:
-        return SimpleNamespace(gcs_address=self.address)
-
-
-@pytest.fixture
-def ray_at(monkeypatch):
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-
-    def connect(address: str | None, own: str | None = None) -> None:
-        monkeypatch.setitem(sys.modules, "ray", _FakeRay(address))
-        monkeypatch.setattr(runtime, "_own_instance", own)
-    return connect
 
 
 @pytest.mark.parametrize("engine", ["raydp", "local"])
